@@ -1,0 +1,36 @@
+"""dezero: a define-by-run deep learning framework on NumPy (CuPy on GPUs).
+
+The framework that "Deep Learning from Scratch 3" builds in 60 steps, complete and fast.
+"""
+
+__version__ = "0.1.0"
+
+is_simple_core = False
+
+from dezero.core import (
+    Config,
+    Function,
+    Parameter,
+    Variable,
+    as_array,
+    as_variable,
+    no_grad,
+    setup_variable,
+    test_mode,
+    using_config,
+)
+from dezero import (
+    core_simple,
+    cuda,
+    dataloaders,
+    datasets,
+    functions,
+    functions_conv,
+    layers,
+    models,
+    optimizers,
+    transforms,
+    utils,
+)
+
+setup_variable()

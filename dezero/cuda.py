@@ -1,0 +1,68 @@
+"""GPU support through CuPy: the only module of dezero that imports CuPy.
+
+Importing this module never fails: without CuPy (or without a CUDA device) ``gpu_enable`` is
+False and every function here keeps working on NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["array_types", "as_cupy", "as_numpy", "cupy", "get_array_module", "gpu_enable"]
+
+try:  # CuPy is optional; a broken CUDA install must not break `import dezero`.
+    import cupy
+    import cupyx  # noqa: F401  (scatter_add lives there)
+
+    gpu_enable = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # ImportError, or a CUDA driver/runtime error
+    cupy = None
+    gpu_enable = False
+
+array_types: tuple = (np.ndarray,) if cupy is None else (np.ndarray, cupy.ndarray)
+
+
+def get_array_module(x):
+    """Return the array module (``numpy`` or ``cupy``) that ``x`` lives in.
+
+    ``x`` may be a Variable, an ndarray, or a scalar (which lives in NumPy).
+
+    >>> import numpy as np
+    >>> get_array_module(np.ones(2)) is np
+    True
+    """
+    data = getattr(x, "data", x) if not isinstance(x, array_types) else x
+    if cupy is None:
+        return np
+    return cupy.get_array_module(data)
+
+
+def as_numpy(x):
+    """Return ``x`` (a Variable, scalar or array on either device) as a NumPy array.
+
+    >>> as_numpy(3.0)
+    array(3.)
+    """
+    if not isinstance(x, array_types) and hasattr(x, "data") and not np.isscalar(x):
+        x = x.data
+    if np.isscalar(x):
+        return np.array(x)
+    if isinstance(x, np.ndarray):
+        return x
+    return cupy.asnumpy(x)
+
+
+def as_cupy(x):
+    """Return ``x`` (a Variable, scalar or array) as a CuPy array on the current device.
+
+    Raises:
+        RuntimeError: when CuPy or a CUDA device is not available.
+    """
+    if not gpu_enable:
+        raise RuntimeError(
+            "CuPy with a CUDA device is required for GPU arrays; install it with "
+            "`pip install cupy-cuda12x` (or the build matching your CUDA) on a machine with a GPU"
+        )
+    if not isinstance(x, array_types) and hasattr(x, "data") and not np.isscalar(x):
+        x = x.data
+    return cupy.asarray(x)

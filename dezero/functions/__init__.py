@@ -1,0 +1,43 @@
+"""dezero.functions: every differentiable op, re-exported flat (``import dezero.functions as F``).
+
+Each family lives in its own module; this package only gathers their public names.
+"""
+
+from dezero.functions import (
+    activation,
+    array,
+    conv,
+    embedding,
+    evaluation,
+    linalg,
+    loss,
+    math,
+    noise,
+    normalization,
+    reduction,
+)
+from dezero.functions.activation import *
+from dezero.functions.array import *
+from dezero.functions.conv import *
+from dezero.functions.embedding import *
+from dezero.functions.evaluation import *
+from dezero.functions.linalg import *
+from dezero.functions.loss import *
+from dezero.functions.math import *
+from dezero.functions.noise import *
+from dezero.functions.normalization import *
+from dezero.functions.reduction import *
+
+__all__ = [
+    *activation.__all__,
+    *array.__all__,
+    *conv.__all__,
+    *embedding.__all__,
+    *evaluation.__all__,
+    *linalg.__all__,
+    *loss.__all__,
+    *math.__all__,
+    *noise.__all__,
+    *normalization.__all__,
+    *reduction.__all__,
+]

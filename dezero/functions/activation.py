@@ -1,0 +1,5 @@
+"""dezero.functions.activation (being written)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""dezero.functions.loss (being written)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

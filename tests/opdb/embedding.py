@@ -1,0 +1,3 @@
+"""Op table entries: dezero.functions.embedding."""
+
+OPS: list = []

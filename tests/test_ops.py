@@ -1,0 +1,145 @@
+"""Generic op tests driven by the op table (tests/opdb): every public op, every sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dezero.functions as F
+from dezero import Variable, cuda, no_grad, testing
+from tests.opdb import EXEMPT, OPS
+
+CASES = []
+for _op in OPS:
+    _rng = np.random.default_rng(abs(hash(_op.name)) % (2**32))
+    for _i, _s in enumerate(_op.samples(_rng)):
+        CASES.append(pytest.param(_op, _s, id=f"{_op.name}-{_s.name or _i}"))
+
+
+def _convert(args, diff, xp=np, dtype=None, wrap=True):
+    out = []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray):
+            a = xp.asarray(a.astype(dtype) if dtype is not None and a.dtype.kind == "f" else a)
+            out.append(Variable(a) if wrap and i in diff else a)
+        else:
+            out.append(a)
+    return out
+
+
+def _call(op, sample, args):
+    return testing.as_output_list(op.op(*args, **sample.kwargs))
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_forward_matches_numpy(op, sample):
+    if op.ref is None:
+        pytest.skip(f"{op.name} has no NumPy reference: {op.note}")
+    ys = _call(op, sample, _convert(sample.args, sample.diff_indices()))
+    expected = op.ref(*sample.args, **sample.kwargs)
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    assert len(ys) == len(expected), f"{op.name}: {len(ys)} outputs, reference has {len(expected)}"
+    for y, e in zip(ys, expected):
+        assert isinstance(y, Variable), f"{op.name} returned {type(y).__name__}"
+        np.testing.assert_allclose(y.data, e, atol=op.atol, rtol=op.rtol,
+                                   err_msg=f"{op.name}[{sample.name}] forward")
+        assert y.shape == np.shape(e), f"{op.name}: shape {y.shape} != {np.shape(e)}"
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_backward_matches_numerical(op, sample):
+    if not op.grad:
+        pytest.skip(f"{op.name} is not differentiable: {op.note}")
+    testing.check_backward(
+        lambda *a: op.op(*a, **sample.kwargs), list(sample.args), sample.diff_indices(),
+        name=f"{op.name}[{sample.name}] float64", atol=op.grad_atol, rtol=op.grad_rtol,
+    )
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_double_backward_matches_numerical(op, sample):
+    if not (op.grad and op.double_grad):
+        pytest.skip(f"{op.name} has no second derivative check: {op.note}")
+    testing.check_double_backward(
+        lambda *a: op.op(*a, **sample.kwargs), list(sample.args), sample.diff_indices(),
+        name=f"{op.name}[{sample.name}] float64", atol=max(op.grad_atol, 1e-5),
+        rtol=max(op.grad_rtol, 1e-4),
+    )
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_float32_in_float32_out(op, sample):
+    if not op.float32:
+        pytest.skip(f"{op.name}: {op.note}")
+    diff = sample.diff_indices()
+    args32 = _convert(sample.args, diff, dtype=np.float32)
+    ys = _call(op, sample, args32)
+    ys64 = _call(op, sample, _convert(sample.args, diff))
+    for y, y64 in zip(ys, ys64):
+        if y64.dtype == np.float64:
+            assert y.dtype == np.float32, f"{op.name}: float32 inputs gave {y.dtype} output"
+            np.testing.assert_allclose(y.data, y64.data, atol=op.f32_atol, rtol=op.f32_rtol)
+    if op.grad:
+        total = sum(F.sum(y) for y in ys if y.dtype.kind == "f")
+        total.backward()
+        for i in diff:
+            g = args32[i].grad
+            if g is not None:
+                assert g.dtype == np.float32, f"{op.name}: gradient of input {i} is {g.dtype}"
+                assert g.shape == args32[i].shape
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_nothing_recorded_under_no_grad(op, sample):
+    args = _convert(sample.args, sample.diff_indices())
+    with no_grad():
+        ys = _call(op, sample, args)
+    for y in ys:
+        assert y.creator is None, f"{op.name} recorded a graph under no_grad"
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_inputs_not_mutated(op, sample):
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in sample.args]
+    args = _convert(sample.args, sample.diff_indices(), wrap=False)
+    vs = _convert(sample.args, sample.diff_indices())
+    ys = _call(op, sample, vs)
+    if op.grad:
+        sum(F.sum(y) for y in ys if y.dtype.kind == "f").backward()
+    _call(op, sample, args)
+    for b, a in zip(before, sample.args):
+        if isinstance(b, np.ndarray):
+            np.testing.assert_array_equal(a, b, err_msg=f"{op.name} mutated an input")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_gpu_matches_cpu(op, sample):
+    cp = cuda.cupy
+    diff = sample.diff_indices()
+    results = []
+    for xp in (np, cp):
+        if xp is cp and not cuda.gpu_enable:
+            pytest.skip("no GPU")
+        vs = _convert(sample.args, diff, xp=xp, dtype=np.float32)
+        ys = _call(op, sample, vs)
+        grads = []
+        if op.grad:
+            sum(F.sum(y) for y in ys if y.dtype.kind == "f").backward()
+            grads = [None if vs[i].grad is None else cuda.as_numpy(vs[i].grad.data) for i in diff]
+        results.append(([cuda.as_numpy(y.data) for y in ys], grads))
+    (ys_cpu, g_cpu), (ys_gpu, g_gpu) = results
+    for a, b in zip(ys_cpu, ys_gpu):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4, err_msg=f"{op.name} forward")
+    for a, b in zip(g_cpu, g_gpu):
+        if a is not None:
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4, err_msg=f"{op.name} grad")
+
+
+def test_every_public_function_is_in_the_table_or_exempt():
+    covered = {op.name for op in OPS}
+    public = [n for n in F.__all__ if callable(getattr(F, n)) and n[:1].islower()]
+    missing = [n for n in public if n not in covered and n not in EXEMPT]
+    assert not missing, f"public functions with no op-table entry and no exemption: {missing}"
+    for name, reason in EXEMPT.items():
+        assert reason.strip(), f"exemption of {name} gives no reason"
