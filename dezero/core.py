@@ -120,11 +120,13 @@ class Variable:
     variable(3.297442541400256)
     """
 
-    __slots__ = ("__weakref__", "creator", "data", "generation", "grad", "name")
+    __slots__ = ("__weakref__", "creator", "data", "generation", "grad", "name", "requires_grad")
     __array_priority__ = 200
 
     def __init__(self, data=None, name: str | None = None):
-        if data is not None and not isinstance(data, cuda.array_types):
+        if data is not None and type(data) is not np.ndarray and not isinstance(
+            data, cuda.array_types
+        ):
             if isinstance(data, _SCALAR_TYPES) and np.asarray(data).dtype.kind in "biufc":
                 data = np.asarray(data)
             else:
@@ -137,6 +139,9 @@ class Variable:
         self.grad = None
         self.creator = None
         self.generation = 0
+        # False for constants (raw arrays wrapped by a Function, and what is computed from
+        # constants only): the engine records no graph for them and skips their gradients.
+        self.requires_grad = True
 
     # --- array-like properties -------------------------------------------------
     @property
@@ -211,44 +216,47 @@ class Variable:
         heap: list = []
         seen = set()
         counter = 0  # tie-breaker so that Functions themselves are never compared
-
-        def push(f):
-            nonlocal counter
-            fid = id(f)
-            if fid not in seen:
-                seen.add(fid)
-                counter += 1
-                heapq.heappush(heap, (-f.generation, counter, f))
-
-        push(self.creator)
+        heappush, heappop = heapq.heappush, heapq.heappop
+        f = self.creator
+        seen.add(id(f))
+        heappush(heap, (-f.generation, counter, f))
         old = Config.enable_backprop
         Config.enable_backprop = create_graph
         try:
             while heap:
-                f = heapq.heappop(heap)[2]
-                outputs = [ref() for ref in f.outputs]
-                gys = [None if y is None else y.grad for y in outputs]
-                gxs = f.backward(*gys)
-                if not isinstance(gxs, tuple):
-                    gxs = (gxs,)
+                f = heappop(heap)[2]
+                refs = f.outputs
+                if len(refs) == 1:
+                    y = refs[0]()
+                    outputs = (y,)
+                    gxs = f.backward(None if y is None else y.grad)
+                else:
+                    outputs = [ref() for ref in refs]
+                    gxs = f.backward(*[None if y is None else y.grad for y in outputs])
+                if type(gxs) is not tuple:
+                    gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
                 for x, gx in zip(f.inputs, gxs):
-                    if gx is None:
+                    if gx is None or not x.requires_grad:
                         continue
                     if not isinstance(gx, Variable):
                         gx = Variable(gx)
-                    if gx.data.shape != x.data.shape:
+                    gdata, xdata = gx.data, x.data
+                    if gdata.shape != xdata.shape:
                         raise ValueError(
                             f"{type(f).__name__}.backward returned a gradient of shape "
-                            f"{gx.data.shape} for an input of shape {x.data.shape}"
+                            f"{gdata.shape} for an input of shape {xdata.shape}"
                         )
-                    if gx.data.dtype != x.data.dtype and x.data.dtype.kind == "f":
+                    if gdata.dtype != xdata.dtype and xdata.dtype.kind == "f":
                         raise TypeError(
                             f"{type(f).__name__}.backward returned a gradient of dtype "
-                            f"{gx.data.dtype} for an input of dtype {x.data.dtype}"
+                            f"{gdata.dtype} for an input of dtype {xdata.dtype}"
                         )
                     x.grad = gx if x.grad is None else x.grad + gx
-                    if x.creator is not None:
-                        push(x.creator)
+                    c = x.creator
+                    if c is not None and id(c) not in seen:
+                        seen.add(id(c))
+                        counter += 1
+                        heappush(heap, (-c.generation, counter, c))
                 if not retain_grad:
                     for y in outputs:
                         if y is not None:
@@ -366,21 +374,41 @@ class Function:
     """
 
     def __call__(self, *inputs):
-        inputs = [x if isinstance(x, Variable) else Variable(x) for x in inputs]
-        ys = self.forward(*[x.data for x in inputs])
-        if isinstance(ys, tuple):
+        # Raw arrays and scalars become constant Variables: nobody can ask for their grad.
+        if len(inputs) == 1:
+            x = inputs[0]
+            if not isinstance(x, Variable):
+                x = _constant(x)
+            xs = (x,)
+            need_grad = x.requires_grad
+            ys = self.forward(x.data)
+        else:
+            need_grad = False
+            xs = []
+            for x in inputs:
+                if isinstance(x, Variable):
+                    need_grad = need_grad or x.requires_grad
+                else:
+                    x = _constant(x)
+                xs.append(x)
+            ys = self.forward(*[x.data for x in xs])
+        if type(ys) is tuple or type(ys) is list:
             outputs = [Variable(y) for y in ys]
         else:
             outputs = [Variable(ys)]
         if Config.enable_backprop:
-            gen = max([x.generation for x in inputs]) if len(inputs) > 1 else inputs[0].generation
-            self.generation = gen
-            gen += 1
-            for y in outputs:
-                y.creator = self
-                y.generation = gen
-            self.inputs = inputs
-            self.outputs = [weakref.ref(y) for y in outputs]
+            if need_grad:
+                gen = max([x.generation for x in xs]) if len(xs) > 1 else xs[0].generation
+                self.generation = gen
+                gen += 1
+                for y in outputs:
+                    y.creator = self
+                    y.generation = gen
+                self.inputs = xs
+                self.outputs = [weakref.ref(y) for y in outputs]
+            else:  # a function of constants only is a constant (no graph to keep)
+                for y in outputs:
+                    y.requires_grad = False
         return outputs if len(outputs) > 1 else outputs[0]
 
     def forward(self, *xs):
@@ -394,13 +422,11 @@ class Function:
 # Arithmetic
 # =============================================================================
 class BinaryFunction(Function):
-    """Base of broadcasting binary ops: reduces (and casts) gradients back to each input.
+    """Base of broadcasting binary ops on two Variables.
 
-    This is the one place where broadcast gradients are summed back with ``sum_to``.
+    ``_reduce`` is the one place where broadcast gradients are summed back with ``sum_to``
+    (and cast back to the input's dtype when the op promoted it).
     """
-
-    def __call__(self, x0, x1):
-        return super().__call__(x0, x1)
 
     def _reduce(self, gx0, gx1):
         x0, x1 = self.inputs
@@ -454,6 +480,65 @@ class Div(BinaryFunction):
         return self._reduce(gx0, gx0 * (-x0 / x1))
 
 
+# Ops with a constant operand (a scalar or an array that is not a Variable) are the common
+# case (x * 2, x + 1e-8, ...). They get their own one-input Functions: no gradient is ever
+# computed for the constant, and nothing is summed back when it is a scalar.
+class _ConstantOp(Function):
+    def __init__(self, c):
+        self.c = c
+
+    def _fit(self, gx):
+        (x,) = self.inputs
+        return _fit(gx, x) if (gx.shape != x.shape or gx.dtype != x.dtype) else gx
+
+
+class AddConstant(_ConstantOp):
+    def forward(self, x):
+        return x + self.c
+
+    def backward(self, gy):
+        return self._fit(gy)
+
+
+class SubConstant(_ConstantOp):
+    """``c - x``."""
+
+    def forward(self, x):
+        return self.c - x
+
+    def backward(self, gy):
+        return self._fit(-gy)
+
+
+class MulConstant(_ConstantOp):
+    def forward(self, x):
+        return x * self.c
+
+    def backward(self, gy):
+        return self._fit(gy * self.c)
+
+
+class DivByConstant(_ConstantOp):
+    """``x / c``."""
+
+    def forward(self, x):
+        return x / self.c
+
+    def backward(self, gy):
+        return self._fit(gy / self.c)
+
+
+class DivConstant(_ConstantOp):
+    """``c / x``."""
+
+    def forward(self, x):
+        return self.c / x
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        return self._fit(gy * (-self.c) / (x * x))
+
+
 class Neg(Function):
     def forward(self, x):
         return -x
@@ -471,22 +556,22 @@ class Pow(Function):
 
     def forward(self, x):
         c = self.c
-        xp = cuda.get_array_module(x)
-        if (
-            x.dtype.kind == "f"
-            and not float(c).is_integer()
-            and x.size
-            and bool(xp.any(x < 0))
-        ):
-            raise ValueError(
-                f"pow: negative base with the non-integer exponent {c} has no real value"
-            )
+        if c == 2:
+            return x * x
+        if x.dtype.kind == "f" and not float(c).is_integer() and x.size:
+            xp = cuda.get_array_module(x)
+            if bool(xp.any(x < 0)):
+                raise ValueError(
+                    f"pow: negative base with the non-integer exponent {c} has no real value"
+                )
         return x**c
 
     def backward(self, gy):
         (x,) = self.inputs
         c = self.c
-        return c * x ** (c - 1) * gy
+        if c == 2:
+            return gy * x * 2
+        return gy * (x ** (c - 1) * c)
 
 
 class PowVar(BinaryFunction):
@@ -505,47 +590,82 @@ class PowVar(BinaryFunction):
 
     def backward(self, gy):
         x0, x1 = self.inputs
+        F = dezero.functions
         y = self.outputs[0]()
-        if y is None:
-            y = x0**x1
         gx0 = gy * x1 * x0 ** (x1 - 1)
-        # d/dx1 needs log(x0); where x0 <= 0 the exponent gradient is taken as 0 (x1 integer)
-        gx1 = gy * y * dezero.functions.log(dezero.functions.where(x0.data > 0, x0, 1.0))
+        # d/dx1 needs log(x0); where x0 <= 0 the exponent must be an integer and the
+        # gradient with respect to it is taken as 0, as in NumPy-based frameworks.
+        positive = x0.data > 0
+        safe = x0 if bool(positive.all()) else F.where(positive, x0, 1.0)
+        gx1 = gy * y * F.log(safe)
         return self._reduce(gx0, gx1)
 
 
+def _operand(c, x):
+    """The constant operand of an arithmetic op with the array ``x``.
+
+    A Python float/int meeting a floating array stays a Python scalar: NumPy never lets it
+    change the array's dtype, and scalar arithmetic is the fastest path.
+    """
+    t = type(c)
+    if (t is float or t is int) and x.dtype.kind in "fc":
+        return c
+    return _constant_like(c, x)
+
+
+def _constant(x) -> Variable:
+    """Wrap a raw array or scalar (not a Variable) as a constant input of a Function."""
+    x = Variable(x)
+    x.requires_grad = False
+    return x
+
+
 def _lhs(x):
-    return x if isinstance(x, Variable) else Variable(as_array(x))
+    return x if isinstance(x, Variable) else _constant(x)
 
 
 def add(x0, x1):
     x0 = _lhs(x0)
-    return Add()(x0, _constant_like(x1, x0.data))
+    if isinstance(x1, Variable):
+        return Add()(x0, x1)
+    return AddConstant(_operand(x1, x0.data))(x0)
 
 
 def sub(x0, x1):
     x0 = _lhs(x0)
-    return Sub()(x0, _constant_like(x1, x0.data))
+    if isinstance(x1, Variable):
+        return Sub()(x0, x1)
+    return AddConstant(-_operand(x1, x0.data))(x0)
 
 
 def rsub(x0, x1):
+    """``x1 - x0`` (the reflected form of ``-``)."""
     x0 = _lhs(x0)
-    return Sub()(_constant_like(x1, x0.data), x0)
+    if isinstance(x1, Variable):
+        return Sub()(x1, x0)
+    return SubConstant(_operand(x1, x0.data))(x0)
 
 
 def mul(x0, x1):
     x0 = _lhs(x0)
-    return Mul()(x0, _constant_like(x1, x0.data))
+    if isinstance(x1, Variable):
+        return Mul()(x0, x1)
+    return MulConstant(_operand(x1, x0.data))(x0)
 
 
 def div(x0, x1):
     x0 = _lhs(x0)
-    return Div()(x0, _constant_like(x1, x0.data))
+    if isinstance(x1, Variable):
+        return Div()(x0, x1)
+    return DivByConstant(_operand(x1, x0.data))(x0)
 
 
 def rdiv(x0, x1):
+    """``x1 / x0`` (the reflected form of ``/``)."""
     x0 = _lhs(x0)
-    return Div()(_constant_like(x1, x0.data), x0)
+    if isinstance(x1, Variable):
+        return Div()(x1, x0)
+    return DivConstant(_operand(x1, x0.data))(x0)
 
 
 def neg(x):
@@ -554,15 +674,13 @@ def neg(x):
 
 def pow(x, c):
     """``x ** c``: ``c`` a Python/NumPy scalar (constant) or a Variable/array (differentiable)."""
+    x = _lhs(x)
     if isinstance(c, _SCALAR_TYPES):
         return Pow(c)(x)
     if isinstance(c, cuda.array_types) and c.ndim == 0:
         return Pow(c.item())(x)
     if isinstance(c, (Variable, *cuda.array_types)):
-        x = as_variable(x)
-        if not isinstance(c, Variable):
-            c = _constant_like(c, x.data)
-        return PowVar()(x, c)
+        return PowVar()(x, _constant_like(c, x.data))
     raise TypeError(f"unsupported exponent type for pow: {type(c).__name__}")
 
 

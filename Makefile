@@ -1,0 +1,50 @@
+# Every target makes its own virtual environment (.venv) and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Use the real MNIST files beside the checkout when they are there (no download needed).
+SHARED_MNIST := $(abspath ../shared/data/mnist)
+ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
+export DEZERO_DATA_DIR ?= $(SHARED_MNIST)
+endif
+
+.PHONY: venv train test test-numpy1 lint bench gpu-check clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: train an MLP on MNIST (pass flags with ARGS="--epochs 3 ...").
+train: venv
+	$(BIN)/python examples/mnist.py $(ARGS)
+
+## The whole test suite (lint included).
+test: venv
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## The suite on NumPy 1.26 in a separate environment.
+test-numpy1:
+	$(PYTHON) -m venv .venv-np1
+	.venv-np1/bin/python -m pip install -q "numpy>=1.26,<2" -e ".[test]"
+	.venv-np1/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools
+
+## Benchmarks against PyTorch CPU (installs the CPU build of torch into .venv).
+bench: venv
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
+## On a machine with a CUDA GPU: GPU tests and GPU benchmarks in one go.
+gpu-check:
+	bash tools/gpu_check.sh
+
+clean:
+	rm -rf $(VENV) .venv-np1 .pytest_cache .ruff_cache
