@@ -75,6 +75,7 @@ test_mode.__test__ = False  # keep pytest from collecting it when imported into 
 # Arrays
 # =============================================================================
 _SCALAR_TYPES = (numbers.Number, np.generic)
+_NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 
 
 def as_array(x, array_module=np):
@@ -605,10 +606,11 @@ def _operand(c, x):
     """The constant operand of an arithmetic op with the array ``x``.
 
     A Python float/int meeting a floating array stays a Python scalar: NumPy never lets it
-    change the array's dtype, and scalar arithmetic is the fastest path.
+    change the array's dtype, and scalar arithmetic is the fastest path. (NumPy 1.x promotes
+    a 0-d float32 array with a Python scalar to float64, so there 0-d arrays get a cast.)
     """
     t = type(c)
-    if (t is float or t is int) and x.dtype.kind in "fc":
+    if (t is float or t is int) and x.dtype.kind in "fc" and (_NUMPY2 or x.ndim):
         return c
     return _constant_like(c, x)
 
