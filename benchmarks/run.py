@@ -1,0 +1,92 @@
+"""Run the benchmarks: every benchmarks/bench_*.py in turn, or those named, in one process.
+
+Prints the environment once, then each benchmark's tables (dezero vs PyTorch CPU, medians,
+IQRs and ratios). A benchmark that fails is reported and the others still run; the exit
+status is 1 if any failed.
+
+    python benchmarks/run.py                    # all of them
+    python benchmarks/run.py overhead conv      # bench_overhead.py and bench_conv.py
+    python benchmarks/run.py --quick            # tiny sizes: a smoke run, not a measurement
+    python benchmarks/run.py overhead --profile # plus cProfile's top functions
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from common import print_environment, torch_or_none  # noqa: E402
+
+
+def available() -> list[str]:
+    """Names of the benchmarks (``bench_<name>.py`` -> ``name``), sorted."""
+    return sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+
+
+def _normalise(name: str) -> str:
+    name = Path(name).name
+    if name.endswith(".py"):
+        name = name[:-3]
+    if name.startswith("bench_"):
+        name = name[len("bench_"):]
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*",
+                        help="benchmarks to run (overhead, bench_overhead or bench_overhead.py)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each benchmark's dezero side (cProfile)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: what NumPy uses, else 2)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+
+    names = available()
+    if args.list:
+        print("\n".join(names))
+        return 0
+    if args.names:
+        wanted = [_normalise(n) for n in args.names]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            parser.error(f"no such benchmark: {', '.join(unknown)} (have: {', '.join(names)})")
+        names = wanted
+
+    torch_or_none(args.threads)
+    print_environment()
+    print(f"# mode      {'quick (smoke run, not a measurement)' if args.quick else 'full'}")
+    print()
+    failed = []
+    for name in names:
+        print(f"## bench_{name}")
+        t0 = time.perf_counter()
+        try:
+            module = importlib.import_module(f"bench_{name}")
+            tables = module.run(quick=args.quick, profile=args.profile)
+        except Exception:
+            traceback.print_exc()
+            print(f"## bench_{name} FAILED\n", flush=True)
+            failed.append(name)
+            continue
+        for table in tables:
+            table.print()
+        print(f"## bench_{name} took {time.perf_counter() - t0:.1f} s\n", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

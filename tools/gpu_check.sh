@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One call on a machine with a CUDA GPU: the GPU test selection, the MNIST examples on the
+# GPU, and the GPU benchmarks against PyTorch CUDA. Prints a short summary table last.
+#
+#   bash tools/gpu_check.sh            (or: make gpu-check)
+#
+# Environment: PYTHON (default python3, which must have CuPy and, for the baseline, torch),
+# OUT (folder for logs and plots, default ./gpu_out), DEZERO_DATA_DIR (MNIST files),
+# EPOCHS_MLP / EPOCHS_CNN (default 3 / 2).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+
+summary=()
+note() { summary+=("$1"); }
+
+echo "== device"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+$PY - <<'PYEOF'
+import numpy, dezero
+from dezero import cuda
+print("numpy", numpy.__version__, "| cupy", getattr(cuda.cupy, "__version__", None),
+      "| gpu_enable", cuda.gpu_enable)
+PYEOF
+
+echo "== GPU tests"
+$PY -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+note "tests: $(grep -E '(passed|failed)' "$OUT/gpu_tests.log" | tail -1)"
+
+echo "== MNIST MLP example on the GPU"
+$PY examples/mnist.py --gpu --epochs "${EPOCHS_MLP:-3}" --out "$OUT/mnist_mlp" 2>&1 \
+    | tee "$OUT/mnist_mlp.log" | grep -v '%|' | tail -8
+note "mnist mlp: $(grep -iE 'test' "$OUT/mnist_mlp.log" | tail -1)"
+
+echo "== MNIST CNN example on the GPU"
+$PY examples/mnist_cnn.py --gpu --epochs "${EPOCHS_CNN:-2}" --out "$OUT/mnist_cnn" 2>&1 \
+    | tee "$OUT/mnist_cnn.log" | grep -v '%|' | tail -8
+note "mnist cnn: $(grep -iE 'test' "$OUT/mnist_cnn.log" | tail -1)"
+
+echo "== GPU benchmarks (dezero vs PyTorch CUDA)"
+$PY benchmarks/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log"
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+grep -E '^\|' "$OUT/bench_gpu.log" || true
