@@ -106,6 +106,18 @@ def _constant_like(c, x):
     raise TypeError(f"unsupported operand type for a dezero op: {type(c).__name__}")
 
 
+def _scalar_to_array(data):
+    """A NumPy scalar or Python number as a 0-d array; anything else is a TypeError."""
+    if isinstance(data, (np.generic, numbers.Number)):  # np.generic first: the cheap check
+        array = np.asarray(data)
+        if array.dtype.kind in "biufc":
+            return array
+    raise TypeError(
+        f"Variable data must be a NumPy/CuPy ndarray, a NumPy scalar or a Python number, "
+        f"not {type(data).__name__}"
+    )
+
+
 # =============================================================================
 # Variable
 # =============================================================================
@@ -128,13 +140,7 @@ class Variable:
         if data is not None and type(data) is not np.ndarray and not isinstance(
             data, cuda.array_types
         ):
-            if isinstance(data, _SCALAR_TYPES) and np.asarray(data).dtype.kind in "biufc":
-                data = np.asarray(data)
-            else:
-                raise TypeError(
-                    f"Variable data must be a NumPy/CuPy ndarray, a NumPy scalar or a Python "
-                    f"number, not {type(data).__name__}"
-                )
+            data = _scalar_to_array(data)
         self.data = data
         self.name = name
         self.grad = None
@@ -431,9 +437,9 @@ class BinaryFunction(Function):
 
     def _reduce(self, gx0, gx1):
         x0, x1 = self.inputs
-        if gx0 is not None:
+        if gx0 is not None and (gx0.shape != x0.shape or gx0.dtype != x0.dtype):
             gx0 = _fit(gx0, x0)
-        if gx1 is not None:
+        if gx1 is not None and (gx1.shape != x1.shape or gx1.dtype != x1.dtype):
             gx1 = _fit(gx1, x1)
         return gx0, gx1
 
@@ -468,7 +474,9 @@ class Mul(BinaryFunction):
 
     def backward(self, gy):
         x0, x1 = self.inputs
-        return self._reduce(gy * x1, gy * x0)
+        return self._reduce(
+            gy * x1 if x0.requires_grad else None, gy * x0 if x1.requires_grad else None
+        )
 
 
 class Div(BinaryFunction):
@@ -478,7 +486,7 @@ class Div(BinaryFunction):
     def backward(self, gy):
         x0, x1 = self.inputs
         gx0 = gy / x1
-        return self._reduce(gx0, gx0 * (-x0 / x1))
+        return self._reduce(gx0, gx0 * (-x0 / x1) if x1.requires_grad else None)
 
 
 # Ops with a constant operand (a scalar or an array that is not a Variable) are the common
