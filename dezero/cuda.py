@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["array_types", "as_cupy", "as_numpy", "cupy", "get_array_module", "gpu_enable"]
+__all__ = [
+    "array_types",
+    "as_cupy",
+    "as_numpy",
+    "cupy",
+    "get_array_module",
+    "gpu_enable",
+    "scatter_add",
+]
 
 try:  # CuPy is optional; a broken CUDA install must not break `import dezero`.
     import cupy
-    import cupyx  # noqa: F401  (scatter_add lives there)
+    import cupyx  # scatter_add lives there
 
     gpu_enable = cupy.cuda.runtime.getDeviceCount() > 0
 except Exception:  # ImportError, or a CUDA driver/runtime error
@@ -66,3 +74,22 @@ def as_cupy(x):
     if not isinstance(x, array_types) and hasattr(x, "data") and not np.isscalar(x):
         x = x.data
     return cupy.asarray(x)
+
+
+def scatter_add(a, indices, values) -> None:
+    """In place ``a[indices] += values`` where repeated indices accumulate (unbuffered).
+
+    ``np.add.at`` on NumPy arrays; ``cupy.add.at`` (or ``cupyx.scatter_add`` on older CuPy)
+    on CuPy arrays.
+
+    >>> a = np.zeros(3)
+    >>> scatter_add(a, np.array([0, 0, 2]), np.ones(3))
+    >>> a
+    array([2., 0., 1.])
+    """
+    if isinstance(a, np.ndarray):
+        np.add.at(a, indices, values)
+    elif hasattr(cupy.add, "at"):
+        cupy.add.at(a, indices, values)
+    else:
+        cupyx.scatter_add(a, indices, values)

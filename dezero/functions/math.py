@@ -1,13 +1,29 @@
-"""Elementwise math: square, exp, log, sin, cos, tanh, sqrt, astype (any order of derivative)."""
+"""Elementwise math: square, exp, log, sin, cos, tanh, sqrt, abs, maximum, minimum, clip,
+softplus, gelu, astype (any order of derivative)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Function, Variable
+from dezero.core import BinaryFunction, Function, Variable, _constant_like, _lhs
 
-__all__ = ["astype", "cos", "exp", "log", "sin", "sqrt", "square", "tanh"]
+__all__ = [
+    "abs",
+    "astype",
+    "clip",
+    "cos",
+    "exp",
+    "gelu",
+    "log",
+    "maximum",
+    "minimum",
+    "sin",
+    "softplus",
+    "sqrt",
+    "square",
+    "tanh",
+]
 
 
 class Square(Function):
@@ -166,3 +182,288 @@ def astype(x, dtype):
     if isinstance(x, Variable) and x.dtype == dtype:
         return x
     return AsType(dtype)(x)
+
+
+# =============================================================================
+# Piecewise ops: abs, maximum, minimum, clip
+# =============================================================================
+class Abs(Function):
+    def forward(self, x):
+        return cuda.get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        # sign(x) is a constant of the graph: |x| is piecewise linear (gradient 0 at x == 0)
+        return gy * cuda.get_array_module(x.data).sign(x.data)
+
+
+class Maximum(BinaryFunction):
+    def forward(self, x0, x1):
+        return cuda.get_array_module(x0).maximum(x0, x1)
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        w0 = _select_weights(x0.data > x1.data, x0.data == x1.data, gy.dtype)
+        return self._reduce(gy * w0, gy * (1 - w0))
+
+
+class Minimum(BinaryFunction):
+    def forward(self, x0, x1):
+        return cuda.get_array_module(x0).minimum(x0, x1)
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        w0 = _select_weights(x0.data < x1.data, x0.data == x1.data, gy.dtype)
+        return self._reduce(gy * w0, gy * (1 - w0))
+
+
+def _select_weights(wins, ties, dtype):
+    """Share of the gradient that goes to the first operand: 1 where it wins, 1/2 on ties."""
+    w = wins.astype(dtype)
+    w += ties.astype(dtype) * 0.5
+    return w
+
+
+class Clip(Function):
+    def __init__(self, x_min, x_max):
+        self.x_min = x_min
+        self.x_max = x_max
+
+    def forward(self, x):
+        return cuda.get_array_module(x).clip(x, self.x_min, self.x_max)
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        x = x.data
+        if self.x_min is None:
+            mask = x <= self.x_max
+        elif self.x_max is None:
+            mask = x >= self.x_min
+        else:
+            mask = (x >= self.x_min) & (x <= self.x_max)
+        return gy * mask.astype(gy.dtype)
+
+
+def abs(x):
+    """Elementwise absolute value ``|x|``.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+        ``|x|``, same shape and dtype.
+
+    Notes
+    -----
+    d/dx |x| = sign(x), taken as 0 at x = 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> abs(np.array([-1.5, 2.0]))
+    variable([1.5 2. ])
+    """
+    return Abs()(x)
+
+
+def maximum(x0, x1):
+    """Elementwise maximum of ``x0`` and ``x1`` (broadcasting like ``np.maximum``).
+
+    Parameters
+    ----------
+    x0, x1 : Variable, ndarray or scalar
+        Python/NumPy scalars take the other operand's dtype.
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    The gradient flows to the larger operand; where both are equal it is split evenly
+    (1/2 each), so that ``maximum(x, x)`` has gradient 1 with respect to ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maximum(np.array([1.0, -2.0]), 0.0)
+    variable([1. 0.])
+    """
+    x0, x1 = _pair(x0, x1)
+    return Maximum()(x0, x1)
+
+
+def minimum(x0, x1):
+    """Elementwise minimum of ``x0`` and ``x1`` (broadcasting like ``np.minimum``).
+
+    Parameters
+    ----------
+    x0, x1 : Variable, ndarray or scalar
+        Python/NumPy scalars take the other operand's dtype.
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    The gradient flows to the smaller operand; ties split it evenly (1/2 each).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> minimum(np.array([1.0, -2.0]), 0.0)
+    variable([ 0. -2.])
+    """
+    x0, x1 = _pair(x0, x1)
+    return Minimum()(x0, x1)
+
+
+def _pair(x0, x1):
+    if not isinstance(x0, Variable) and isinstance(x1, Variable):
+        return _constant_like(x0, x1.data), x1
+    x0 = _lhs(x0)
+    return x0, _constant_like(x1, x0.data)
+
+
+def clip(x, x_min, x_max):
+    """Clip ``x`` elementwise to ``[x_min, x_max]`` (either bound may be None).
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+    x_min, x_max : float or None
+        Bounds (scalars); they never change ``x``'s dtype.
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    The gradient is ``gy`` where ``x_min <= x <= x_max`` (bounds included, as in the book)
+    and 0 outside.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> clip(np.array([-2.0, 0.5, 3.0]), 0.0, 1.0)
+    variable([0.  0.5 1. ])
+    """
+    if x_min is None and x_max is None:
+        raise ValueError("clip: x_min and x_max cannot both be None")
+    # NumPy scalars would promote a float32 array under NumPy 2; Python scalars do not
+    if isinstance(x_min, np.generic):
+        x_min = x_min.item()
+    if isinstance(x_max, np.generic):
+        x_max = x_max.item()
+    if x_min is not None and x_max is not None and x_min > x_max:
+        raise ValueError(f"clip: x_min ({x_min}) is larger than x_max ({x_max})")
+    return Clip(x_min, x_max)(x)
+
+
+# =============================================================================
+# Smooth activations that live with the elementwise math: softplus, gelu
+# =============================================================================
+class Softplus(Function):
+    def forward(self, x):
+        if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
+            return self.forward(x.reshape(1)).reshape(())
+        xp = cuda.get_array_module(x)
+        # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|
+        y = xp.abs(x)
+        xp.negative(y, out=y)
+        xp.exp(y, out=y)
+        xp.log1p(y, out=y)
+        y += xp.maximum(x, 0)
+        return y
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        y = self.outputs[0]()
+        if y is None:
+            y = softplus(x)
+        # sigmoid(x) = exp(x - softplus(x)); the exponent is <= 0, so this never overflows
+        return gy * exp(x - y)
+
+
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+_GELU_A = 0.044715
+
+
+class GELU(Function):
+    def forward(self, x):
+        if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
+            return self.forward(x.reshape(1)).reshape(())
+        xp = cuda.get_array_module(x)
+        c = _GELU_C
+        a = _GELU_A
+        t = x * x
+        t *= a * c
+        t += c
+        t *= x  # c (x + a x^3)
+        xp.tanh(t, out=t)
+        t += 1
+        t *= x
+        t *= 0.5
+        return t
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        x2 = x * x
+        t = tanh(x * (x2 * (_GELU_A * _GELU_C) + _GELU_C))
+        du = x2 * (3 * _GELU_A * _GELU_C) + _GELU_C
+        return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+
+def softplus(x):
+    """Elementwise softplus ``log(1 + exp(x))``, computed stably.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    Evaluated as ``max(x, 0) + log1p(exp(-|x|))``, finite for any finite ``x``.
+    d/dx softplus(x) = sigmoid(x) = exp(x - softplus(x)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> softplus(np.array([0.0, 1000.0]))
+    variable([6.93147181e-01 1.00000000e+03])
+    """
+    return Softplus()(x)
+
+
+def gelu(x):
+    """Elementwise GELU in its tanh form (erf-free), as in GPT-2 and BERT.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    gelu(x) = x/2 (1 + tanh(u)), u = c (x + a x^3), c = sqrt(2/pi), a = 0.044715.
+    d/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) c (1 + 3 a x^2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gelu(np.array([0.0, 1.0]))
+    variable([0.         0.84119199])
+    """
+    return GELU()(x)

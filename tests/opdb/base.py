@@ -72,4 +72,4 @@ def pos(rng, *shape, low=0.5, high=2.0):
 def away(rng, *shape, gap=0.1):
     """Sample in [-1, 1] that keeps ``gap`` away from 0 (for kinks at zero: abs, relu...)."""
     x = rng.uniform(gap, 1.0, size=shape)
-    return x * rng.choice([-1.0, 1.0], size=shape)
+    return np.asarray(x * rng.choice([-1.0, 1.0], size=shape))  # 0-d stays an array
