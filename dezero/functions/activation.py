@@ -1,5 +1,326 @@
-"""dezero.functions.activation (being written)."""
+"""Activations: sigmoid, relu, leaky_relu, softmax, log_softmax (and the book's composites).
+
+Each fused op computes its forward on arrays in a numerically stable way and writes its
+backward with dezero functions, so derivatives of any order work. The composites
+``sigmoid_simple`` and ``softmax_simple`` are the book's versions; they overflow for large
+inputs and are kept as test oracles for the fused ops.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from dezero import cuda, utils
+from dezero.core import Config, Function, Variable, as_variable
+from dezero.functions.math import exp
+from dezero.functions.reduction import sum as _sum
+
+__all__ = [
+    "leaky_relu",
+    "log_softmax",
+    "relu",
+    "sigmoid",
+    "sigmoid_simple",
+    "softmax",
+    "softmax_simple",
+]
+
+
+def _normalize_axis(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _check_axis(name, x, axis):
+    """Raise a ValueError naming the op when ``axis`` is out of range for ``x``."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    for a in axes:
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(
+                f"{name}: axis {axis} is out of range for an input of shape {x.shape}"
+            )
+
+
+# =============================================================================
+# sigmoid
+# =============================================================================
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        # 1 / (1 + exp(-x)) overflows in exp for x << 0. With e = exp(-|x|) <= 1 nothing
+        # overflows, and e / (1 + e) keeps full relative precision in the left tail
+        # (0.5 * tanh(x / 2) + 0.5, also stable, rounds sigmoid(-50) = 2e-22 to 0).
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1, e) / (1 + e)
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        if y is None:  # the output was dropped: rebuild it (only reached by exotic uses)
+            y = sigmoid(self.inputs[0])
+        return gy * y * (1 - y)
+
+
+def sigmoid(x):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, computed stably.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+        Input of any shape.
+
+    Returns
+    -------
+    Variable
+        ``sigmoid(x)`` elementwise, same shape and dtype as ``x``.
+
+    Notes
+    -----
+    Computed as ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` with
+    ``e = exp(-|x|)``: nothing overflows (the direct form overflows in ``exp(-x)`` for
+    large negative ``x``) and small outputs keep their relative precision.
+    Derivative: ``d/dx sigmoid(x) = y (1 - y)`` with ``y = sigmoid(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sigmoid(np.array([0.0, 1e4, -1e4]))
+    variable([0.5 1.  0. ])
+    """
+    return Sigmoid()(x)
+
+
+def sigmoid_simple(x):
+    """The book's composite sigmoid ``1 / (1 + exp(-x))``; overflows for ``x`` << 0.
+
+    Kept as the oracle of :func:`sigmoid` (prefer that one).
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    Built from exp, add and div, so its derivative ``y (1 - y)`` comes from the chain rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sigmoid_simple(np.array([0.0]))
+    variable([0.5])
+    """
+    x = as_variable(x)
+    return 1 / (1 + exp(-x))
+
+
+# =============================================================================
+# relu, leaky_relu
+# =============================================================================
+class ReLU(Function):
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        return xp.maximum(x, 0)
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        # the mask is a constant of the graph (relu'' = 0 away from the kink); cast, since
+        # NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
+        mask = (x.data > 0).astype(gy.dtype)
+        if not Config.enable_backprop:  # no graph wanted: skip the Function machinery
+            mask *= gy.data
+            return Variable(mask)
+        return gy * mask
+
+
+def relu(x):
+    """Rectified linear unit ``max(x, 0)``.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+        Same shape and dtype as ``x``.
+
+    Notes
+    -----
+    Derivative: 1 where ``x > 0``, else 0 (0 is used at the kink ``x = 0``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relu(np.array([-1.0, 2.0]))
+    variable([0. 2.])
+    """
+    return ReLU()(x)
+
+
+class LeakyReLU(Function):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        return xp.where(x > 0, x, x * self.slope)
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        xp = cuda.get_array_module(x.data)
+        mask = xp.where(x.data > 0, 1.0, self.slope).astype(gy.dtype)
+        return gy * mask
+
+
+def leaky_relu(x, slope: float = 0.2):
+    """Leaky ReLU: ``x`` where ``x > 0``, else ``slope * x``.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+    slope : float
+        Gradient for negative inputs (default 0.2, as in the book).
+
+    Returns
+    -------
+    Variable
+        Same shape and dtype as ``x``.
+
+    Notes
+    -----
+    Derivative: 1 where ``x > 0``, else ``slope``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> leaky_relu(np.array([-1.0, 2.0]))
+    variable([-0.2  2. ])
+    """
+    # a NumPy float64 slope would promote float32 data: keep it a Python float
+    return LeakyReLU(float(slope))(x)
+
+
+# =============================================================================
+# softmax, log_softmax
+# =============================================================================
+class Softmax(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        _check_axis("softmax", x, self.axis)
+        xp = cuda.get_array_module(x)
+        y = x - x.max(axis=self.axis, keepdims=True)  # shift: exp never overflows
+        xp.exp(y, out=y)
+        y /= y.sum(axis=self.axis, keepdims=True)
+        return y
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        if y is None:
+            y = softmax(self.inputs[0], self.axis)
+        gx = y * gy
+        return gx - y * _sum(gx, axis=self.axis, keepdims=True)
+
+
+def softmax(x, axis=1):
+    """Softmax along ``axis``: ``exp(x) / sum(exp(x), axis)``, computed stably.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+    axis : int or tuple of int
+        Axis (or axes) to normalise over (default 1, the class axis of an ``(N, C)`` batch).
+
+    Returns
+    -------
+    Variable
+        Same shape and dtype as ``x``; sums to 1 along ``axis``.
+
+    Notes
+    -----
+    The maximum along ``axis`` is subtracted before ``exp``, so no input overflows.
+    Derivative (vector-Jacobian product): ``gx = y * gy - y * sum(y * gy, axis)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> softmax(np.array([[0.0, 0.0], [1e4, 0.0]]))
+    variable([[0.5 0.5]
+              [1.  0. ]])
+    """
+    return Softmax(_normalize_axis(axis))(x)
+
+
+def softmax_simple(x, axis=1):
+    """The book's composite softmax ``exp(x) / sum(exp(x), axis)``; overflows for large x.
+
+    Kept as the oracle of :func:`softmax` (prefer that one).
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+    axis : int or tuple of int
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    Built from exp, sum and div; derivatives come from the chain rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> softmax_simple(np.array([[0.0, 0.0]]))
+    variable([[0.5 0.5]])
+    """
+    x = as_variable(x)
+    y = exp(x)
+    return y / _sum(y, axis=_normalize_axis(axis), keepdims=True)
+
+
+class LogSoftmax(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        _check_axis("log_softmax", x, self.axis)
+        return x - utils.logsumexp(x, axis=self.axis)
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        if y is None:
+            y = log_softmax(self.inputs[0], self.axis)
+        return gy - exp(y) * _sum(gy, axis=self.axis, keepdims=True)
+
+
+def log_softmax(x, axis=1):
+    """Logarithm of the softmax along ``axis``, fused and stable: ``x - logsumexp(x, axis)``.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+    axis : int or tuple of int
+        Axis (or axes) to normalise over (default 1).
+
+    Returns
+    -------
+    Variable
+        Same shape and dtype as ``x``.
+
+    Notes
+    -----
+    ``logsumexp`` subtracts the maximum first, so the result is finite for any finite input
+    (``log(softmax(x))`` gives ``-inf`` where the softmax underflows).
+    Derivative: ``gx = gy - softmax(x) * sum(gy, axis)`` with ``softmax(x) = exp(y)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_softmax(np.array([[0.0, 0.0], [1e4, 0.0]]))
+    variable([[-6.93147181e-01 -6.93147181e-01]
+              [ 0.00000000e+00 -1.00000000e+04]])
+    """
+    return LogSoftmax(_normalize_axis(axis))(x)
