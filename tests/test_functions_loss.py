@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dezero.functions as F
-from dezero import Variable
+from dezero import Variable, cuda
 
 
 @pytest.fixture
@@ -216,3 +216,14 @@ def test_mean_squared_error_extreme_values_finite():
     loss.backward()
     np.testing.assert_allclose(loss.data, 1e8, rtol=1e-6)
     np.testing.assert_allclose(x0.grad.data, [[1e4], [-1e4]], rtol=1e-6)
+
+
+def test_softmax_cross_entropy_bad_labels_are_caught_on_every_device(xp):
+    # CuPy indexing does not raise on out-of-range indices: the check must not rely on it
+    x = xp.zeros((3, 4), dtype=np.float32)
+    for bad in ([0, 4, 1], [0, -1, 1]):
+        with pytest.raises(ValueError, match="out of range for 4 classes"):
+            F.softmax_cross_entropy(x, xp.asarray(bad))
+    loss = F.softmax_cross_entropy(x, xp.asarray([0, 3, 1]))
+    assert cuda.get_array_module(loss.data) is xp
+    np.testing.assert_allclose(float(loss.data), np.log(4.0), rtol=1e-6)
