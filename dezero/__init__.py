@@ -32,5 +32,9 @@ from dezero import (
     transforms,
     utils,
 )
+from dezero.dataloaders import DataLoader, SeqDataLoader
+from dezero.datasets import Dataset
+from dezero.layers import Layer
+from dezero.models import Model
 
 setup_variable()

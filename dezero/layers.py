@@ -1,5 +1,877 @@
-"""dezero.layers (being written)."""
+"""dezero.layers: Layer (the container of Parameters) and the layers built on it.
+
+A Layer registers every attribute that is a Parameter, a Layer, or a list/tuple of those,
+in assignment order; ``params()`` and the saved files follow that order, so runs repeat
+exactly. Non-trainable arrays that belong to the state (BatchNorm's running statistics) are
+*buffers*: saved and moved between devices with the layer, never handed to an optimizer.
+
+Weights are saved as NumPy ``.npz`` archives, written atomically and read without pickle.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import contextlib
+import math
+import os
+import tempfile
+import weakref
+import zipfile
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+import dezero.functions as F
+from dezero import cuda
+from dezero.core import Parameter
+
+__all__ = [
+    "CheckpointError",
+    "Dropout",
+    "Layer",
+    "Linear",
+    "load_npz",
+    "save_npz_atomic",
+]
+
+
+class CheckpointError(ValueError):
+    """A weights/checkpoint file or state dict that cannot be loaded (names path and problem)."""
+
+
+# =============================================================================
+# .npz files: atomic write, pickle-free read
+# =============================================================================
+_COMMENT = "dezero-npz-1 arrays="
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_npz_atomic(path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` (name -> array) to the ``.npz`` file ``path`` atomically.
+
+    The archive is written to a temporary file in the same folder, flushed to disk and then
+    renamed over ``path`` (``os.replace``), so ``path`` never holds a half-written file.
+    CuPy arrays are copied to the host; object arrays are refused (no pickle).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED,
+                                 allowZip64=True) as zf:
+                for key, value in arrays.items():
+                    array = np.asarray(cuda.as_numpy(value))
+                    with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+                # the member count, checked on load: zipfile itself would not notice a
+                # damaged central directory that hides an entry
+                zf.comment = f"{_COMMENT}{len(arrays)}".encode("ascii")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _check_npy_header(member, info) -> None:
+    """Refuse object arrays and headers that promise more data than the member holds."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        return  # rare newer headers: read_array checks them itself
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename!r} holds Python objects, which need pickle")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise ValueError(
+            f"{info.filename!r} declares {nbytes} bytes of data but holds {info.file_size}"
+        )
+
+
+def load_npz(path) -> dict[str, np.ndarray]:
+    """Read every array of the ``.npz`` file ``path`` (``allow_pickle=False``).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: when the file is truncated, corrupted (CRC checked), not an
+            ``.npz`` archive, or holds pickled objects; the message names the path.
+    """
+    path = os.fspath(path)
+    arrays: dict[str, np.ndarray] = {}
+    with open(path, "rb") as f:
+        try:
+            with zipfile.ZipFile(f) as zf:
+                comment = zf.comment.decode("ascii", errors="replace")
+                if comment.startswith(_COMMENT):
+                    count = comment[len(_COMMENT):]
+                    if not count.isdigit() or int(count) != len(zf.infolist()):
+                        raise ValueError(
+                            f"the archive lists {len(zf.infolist())} arrays, "
+                            f"its footer says {count}"
+                        )
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        raise CheckpointError(
+                            f"{path!r}: unexpected member {info.filename!r} (not an .npy array)"
+                        )
+                    with zf.open(info) as member:
+                        _check_npy_header(member, info)
+                    with zf.open(info) as member:
+                        array = np.lib.format.read_array(member, allow_pickle=False)
+                        if member.read(1):  # also reaches the end, where the CRC is checked
+                            raise CheckpointError(
+                                f"{path!r}: trailing bytes after array {info.filename!r}"
+                            )
+                    arrays[info.filename[:-4]] = array
+        except CheckpointError:
+            raise
+        except Exception as e:  # whatever a damaged archive or header makes numpy/zipfile raise
+            raise CheckpointError(
+                f"cannot load {path!r}: the file is truncated, corrupted or not a dezero "
+                f".npz file ({type(e).__name__}: {e})"
+            ) from e
+    return arrays
+
+
+# =============================================================================
+# Layer
+# =============================================================================
+def _is_member(value) -> bool:
+    """True for what a Layer registers: Parameters, Layers, and lists/tuples holding some.
+
+    An empty list registers too (it may be filled with layers later); items of a registered
+    list that are neither Parameters nor Layers (e.g. ``F.relu`` in a Sequential) are skipped.
+    """
+    if isinstance(value, (Parameter, Layer)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0 or any(_is_member(v) for v in value)
+    return False
+
+
+def _weak(obj):
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # ints, None...: nothing to free, hold them directly
+        return lambda: obj
+
+
+class Layer:
+    """Base of all layers: holds Parameters, sub-layers and buffers, in assignment order.
+
+    Subclasses call ``super().__init__()`` first, then assign attributes, and implement
+    ``forward(*inputs)``. Calling the layer calls ``forward`` and keeps weak references to
+    the inputs and outputs (``layer.inputs``, ``layer.outputs``) as the book does.
+
+    >>> import numpy as np
+    >>> import dezero.layers as L
+    >>> class Net(Layer):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.l1 = L.Linear(3, in_size=2)
+    ...         self.l2 = L.Linear(1, in_size=3)
+    ...     def forward(self, x):
+    ...         return self.l2(self.l1(x))
+    >>> [name for name, _ in Net().named_params()]
+    ['l1/W', 'l1/b', 'l2/W', 'l2/b']
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_params", {})  # registered attribute names, ordered
+        object.__setattr__(self, "_buffers", {})  # buffer names, ordered
+
+    # --- registration -------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        try:
+            registry = self.__dict__["_params"]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                f"assigning attributes (while setting {name!r})"
+            ) from None
+        if name not in self._buffers:
+            if _is_member(value):
+                registry[name] = None
+            else:
+                registry.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._params.pop(name, None)
+        self._buffers.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, value=None) -> None:
+        """Declare ``self.<name>`` a buffer: state saved with the layer but not trained.
+
+        ``value`` is an array (NumPy or CuPy) or None (set it later by plain assignment,
+        ``self.<name> = array``). Buffers are in ``state_dict()``, move with
+        ``to_gpu()``/``to_cpu()`` and are never returned by ``params()``.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"buffer name must be an identifier, got {name!r}")
+        if name in self._params:
+            raise ValueError(f"{name!r} is already a parameter or sub-layer of this layer")
+        if value is not None and not isinstance(value, cuda.array_types):
+            raise TypeError(
+                f"buffer {name!r} must be a NumPy/CuPy array or None, not {type(value).__name__}"
+            )
+        self._buffers[name] = None
+        object.__setattr__(self, name, value)
+
+    # --- calling ------------------------------------------------------------------
+    def __call__(self, *inputs):
+        outputs = self.forward(*inputs)
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        object.__setattr__(self, "inputs", [_weak(x) for x in inputs])
+        object.__setattr__(self, "outputs", [_weak(y) for y in outs])
+        return outputs
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    # --- traversal ----------------------------------------------------------------
+    def _walk(self, prefix: str, seen: set) -> Iterator[tuple]:
+        """Yield ('param', path, p) and ('buffer', path, layer, name) in a fixed order.
+
+        ``seen`` holds the ids met during this one walk, so a shared Parameter or layer
+        appears once (under its first path).
+        """
+        for name in self._params:
+            yield from _walk_value(self.__dict__.get(name), prefix + name, seen)
+        for name in self._buffers:
+            key = (id(self), name)
+            if key not in seen:
+                seen.add(key)
+                yield ("buffer", prefix + name, self, name)
+
+    def named_params(self) -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(path, parameter)`` pairs, paths '/'-joined (``'l1/W'``), in order."""
+        for entry in self._walk("", set()):
+            if entry[0] == "param":
+                yield entry[1], entry[2]
+
+    def params(self) -> Iterator[Parameter]:
+        """Yield every Parameter of this layer and its sub-layers, each once, in order."""
+        for _, p in self.named_params():
+            yield p
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(path, array_or_None)`` for every buffer, in order."""
+        for entry in self._walk("", set()):
+            if entry[0] == "buffer":
+                yield entry[1], getattr(entry[2], entry[3])
+
+    def cleargrads(self) -> None:
+        """Set every parameter's gradient to None."""
+        for p in self.params():
+            p.cleargrad()
+
+    # --- devices ------------------------------------------------------------------
+    def _move(self, convert) -> None:
+        for entry in self._walk("", set()):
+            if entry[0] == "param":
+                p = entry[2]
+                if p.data is not None:
+                    p.data = convert(p.data)
+                if p.grad is not None and p.grad.data is not None:
+                    p.grad.data = convert(p.grad.data)
+            else:
+                _, _, layer, name = entry
+                value = getattr(layer, name)
+                if value is not None:
+                    object.__setattr__(layer, name, convert(value))
+
+    def to_cpu(self):
+        """Move parameters (and their gradients) and buffers to NumPy; returns self."""
+        self._move(cuda.as_numpy)
+        return self
+
+    def to_gpu(self):
+        """Move parameters (and their gradients) and buffers to CuPy; returns self."""
+        self._move(cuda.as_cupy)
+        return self
+
+    # --- state --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Return an ordered dict ``path -> NumPy array`` of parameters and buffers.
+
+        The arrays are copies on the host (also for a model on the GPU). Parameters and
+        buffers not initialised yet (a lazy Linear before its first call) are left out.
+        """
+        state: dict[str, np.ndarray] = {}
+        for entry in self._walk("", set()):
+            value = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            if value is None:
+                continue
+            state[entry[1]] = value.copy() if isinstance(value, np.ndarray) else (
+                cuda.as_numpy(value))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True):
+        """Load parameters and buffers from ``state`` (as made by ``state_dict()``).
+
+        Everything is checked before anything is assigned, so a failed load leaves the layer
+        unchanged. A key the model has but ``state`` lacks is an error (with ``strict``)
+        unless that entry is not initialised yet; a key ``state`` has but the model lacks is
+        an error with ``strict``; a shape mismatch is always an error. Arrays are copied onto
+        the device of the entry they replace (uninitialised entries: the device of the rest
+        of the model), and cast to its dtype where that is a same-kind cast.
+
+        Returns:
+            ``(missing_keys, unexpected_keys)``, two lists (empty after a strict load).
+
+        Raises:
+            CheckpointError (a ValueError): naming every offending key and the problem.
+        """
+        return self._apply_load(self._plan_load(state, strict))
+
+    def _plan_load(self, state: Mapping[str, Any], strict: bool):
+        """Check ``state`` against this layer; return what to assign (nothing is changed)."""
+        entries = {entry[1]: entry for entry in self._walk("", set())}
+        xp_default = np
+        for entry in entries.values():
+            current = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            if current is not None:
+                xp_default = cuda.get_array_module(current)
+                break
+
+        problems: list[str] = []
+        missing, unexpected = [], []
+        assignments = []
+        for path, entry in entries.items():
+            current = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            if path not in state:
+                if current is not None:
+                    missing.append(path)
+                continue
+            value = state[path]
+            if isinstance(value, Parameter):
+                value = value.data
+            if not isinstance(value, cuda.array_types):
+                problems.append(f"{path!r} is a {type(value).__name__}, not an array")
+                continue
+            if value.dtype.kind not in "biuf":
+                problems.append(f"{path!r} has the unsupported dtype {value.dtype}")
+                continue
+            if current is not None:
+                if value.shape != current.shape:
+                    problems.append(
+                        f"shape mismatch for {path!r}: got {value.shape}, "
+                        f"the model has {current.shape}"
+                    )
+                    continue
+                if not np.can_cast(value.dtype, current.dtype, casting="same_kind"):
+                    problems.append(
+                        f"dtype mismatch for {path!r}: got {value.dtype}, "
+                        f"the model has {current.dtype}"
+                    )
+                    continue
+                xp, dtype = cuda.get_array_module(current), current.dtype
+            else:
+                xp, dtype = xp_default, value.dtype
+            assignments.append((entry, xp, dtype, value))
+        unexpected = [k for k in state if k not in entries]
+        if strict:
+            if missing:
+                problems.append(f"missing keys: {missing}")
+            if unexpected:
+                problems.append(f"unexpected keys: {unexpected}")
+        if problems:
+            raise CheckpointError(
+                f"cannot load state into {type(self).__name__}: " + "; ".join(problems)
+            )
+        return assignments, missing, unexpected
+
+    def _apply_load(self, plan) -> tuple[list[str], list[str]]:
+        assignments, missing, unexpected = plan
+        for entry, xp, dtype, value in assignments:
+            if xp is np:
+                array = np.array(cuda.as_numpy(value), dtype=dtype, copy=True)
+            else:
+                array = cuda.as_cupy(value).astype(dtype, copy=True)
+            if entry[0] == "param":
+                entry[2].data = array
+            else:
+                object.__setattr__(entry[2], entry[3], array)
+        return missing, unexpected
+
+    def save_weights(self, path) -> None:
+        """Save ``state_dict()`` to the ``.npz`` file ``path`` (atomic; the model stays put).
+
+        The file name is used as given (no ``.npz`` is appended).
+        """
+        save_npz_atomic(path, self.state_dict())
+
+    def load_weights(self, path, strict: bool = True) -> None:
+        """Load weights saved by ``save_weights`` (``allow_pickle=False``).
+
+        Raises:
+            FileNotFoundError: when ``path`` does not exist.
+            CheckpointError (a ValueError): truncated/corrupted file, missing or extra keys,
+                mismatched shapes; the message names ``path`` and the problem.
+        """
+        arrays = load_npz(path)
+        try:
+            self.load_state_dict(arrays, strict=strict)
+        except CheckpointError as e:
+            raise CheckpointError(f"{os.fspath(path)!r}: {e}") from None
+
+
+def _walk_value(value, path: str, seen: set):
+    if isinstance(value, Parameter):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield ("param", path, value)
+    elif isinstance(value, Layer):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield from value._walk(path + "/", seen)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk_value(item, f"{path}/{i}", seen)
+
+
+# =============================================================================
+# Linear, Dropout
+# =============================================================================
+class Linear(Layer):
+    """Fully connected layer ``y = x W + b`` with ``W`` shaped ``(in_size, out_size)``.
+
+    ``in_size`` may be left None: ``W`` is then created from the first input's last axis
+    (lazy initialisation), on that input's device. ``W`` is drawn from
+    ``N(0, 1/in_size)`` with ``xp.random.randn`` (so ``np.random.seed`` reproduces it).
+
+    >>> import numpy as np
+    >>> layer = Linear(3)
+    >>> layer(np.ones((2, 5), dtype=np.float32)).shape
+    (2, 3)
+    >>> layer.W.shape
+    (5, 3)
+    """
+
+    def __init__(self, out_size: int, nobias: bool = False, dtype=np.float32,
+                 in_size: int | None = None):
+        super().__init__()
+        self.out_size = out_size
+        self.dtype = dtype
+        self.W = Parameter(None, name="W")
+        if in_size is not None:
+            self._init_W(np, in_size)
+        if nobias:
+            self.b = None
+        else:
+            self.b = Parameter(np.zeros(out_size, dtype=dtype), name="b")
+
+    @property
+    def in_size(self) -> int | None:
+        return None if self.W.data is None else self.W.data.shape[0]
+
+    def _init_W(self, xp, in_size: int) -> None:
+        W = xp.random.randn(in_size, self.out_size).astype(self.dtype)
+        W *= math.sqrt(1.0 / in_size)
+        self.W.data = W
+
+    def forward(self, x):
+        in_size = x.shape[-1]
+        if self.W.data is None:
+            self._init_W(cuda.get_array_module(x), in_size)
+        elif in_size != self.W.data.shape[0]:
+            raise ValueError(
+                f"Linear: the input has {in_size} features but the layer was initialised "
+                f"with in_size={self.W.data.shape[0]} (input shape {tuple(x.shape)})"
+            )
+        return F.linear(x, self.W, self.b)
+
+
+class Dropout(Layer):
+    """Inverted dropout as a layer: ``F.dropout(x, dropout_ratio)`` (identity in test mode)."""
+
+    def __init__(self, dropout_ratio: float = 0.5):
+        super().__init__()
+        if not 0.0 <= dropout_ratio < 1.0:
+            raise ValueError(f"dropout_ratio must be in [0, 1), got {dropout_ratio}")
+        self.dropout_ratio = dropout_ratio
+
+    def forward(self, x):
+        return F.dropout(x, self.dropout_ratio)
+
+
+# =============================================================================
+# Recurrent layers (RNN, LSTM, GRU), EmbedID, LayerNorm
+# =============================================================================
+class _Recurrent(Layer):
+    """Shared part of RNN/LSTM/GRU: fused weights, lazy ``in_size``, state and checks.
+
+    Parameters: ``Wx`` (in_size, G*H) for the input product, ``Wh`` (H, G*H) for the hidden
+    product and the bias, all gates side by side (G = 1, 4, 3). ``Wx`` is created from the
+    first input when ``in_size`` is None; after that every step must have that many
+    features, and the batch size may change only after ``reset_state()``.
+    """
+
+    n_gates = 1
+
+    def __init__(self, hidden_size: int, in_size: int | None = None, dtype=np.float32):
+        super().__init__()
+        if int(hidden_size) <= 0:
+            raise ValueError(f"{type(self).__name__}: hidden_size must be positive, "
+                             f"got {hidden_size}")
+        self.hidden_size = H = int(hidden_size)
+        self.dtype = dtype
+        G = self.n_gates
+        self.Wx = Parameter(None, name="Wx")
+        if in_size is not None:
+            self._init_Wx(np, int(in_size))
+        Wh = np.random.randn(H, G * H).astype(dtype)  # noqa: NPY002  (global RNG, as the book)
+        Wh *= math.sqrt(1.0 / H)
+        self.Wh = Parameter(Wh, name="Wh")
+        self._init_biases(G * H, dtype)
+        self.reset_state()
+
+    def _init_biases(self, size, dtype):
+        self.b = Parameter(np.zeros(size, dtype=dtype), name="b")
+
+    def _init_Wx(self, xp, in_size: int) -> None:
+        W = xp.random.randn(in_size, self.n_gates * self.hidden_size).astype(self.dtype)
+        W *= math.sqrt(1.0 / in_size)
+        self.Wx.data = W
+
+    @property
+    def in_size(self) -> int | None:
+        return None if self.Wx.data is None else self.Wx.data.shape[0]
+
+    def reset_state(self) -> None:
+        """Forget the state: the next step starts a new sequence (zero state)."""
+        self.h = None
+
+    def _check_input(self, x):
+        name = type(self).__name__
+        shape = tuple(x.shape)
+        if len(shape) != 2:
+            raise ValueError(
+                f"{name}: each step takes a 2-D batch (batch_size, features), got shape {shape}"
+            )
+        if self.Wx.data is None:
+            self._init_Wx(cuda.get_array_module(x), shape[1])
+        elif shape[1] != self.Wx.data.shape[0]:
+            raise ValueError(
+                f"{name}: this step's input has {shape[1]} features, but the layer takes "
+                f"{self.Wx.data.shape[0]} (fixed by in_size or by the first step); "
+                f"input shape {shape}"
+            )
+        if self.h is not None and self.h.shape[0] != shape[0]:
+            raise ValueError(
+                f"{name}: this step's batch has {shape[0]} rows, but the state has "
+                f"{self.h.shape[0]}; call reset_state() before a batch of another size"
+            )
+
+
+class RNN(_Recurrent):
+    """Elman RNN layer: ``h = tanh(x Wx + h Wh + b)``, keeping ``h`` between calls.
+
+    ``RNN(hidden_size, in_size=None)``: ``in_size`` may differ from ``hidden_size`` and may
+    be left None (taken from the first input). Call ``reset_state()`` between sequences.
+
+    >>> import numpy as np
+    >>> rnn = RNN(4)
+    >>> rnn(np.ones((2, 3), dtype=np.float32)).shape
+    (2, 4)
+    >>> [name for name, _ in rnn.named_params()]
+    ['Wx', 'Wh', 'b']
+    """
+
+    def forward(self, x):
+        self._check_input(x)
+        self.h = F.rnn_cell(x, self.h, self.Wx, self.Wh, self.b)
+        return self.h
+
+
+class LSTM(_Recurrent):
+    """LSTM layer with fused gates: one input and one hidden product per step.
+
+    ``LSTM(hidden_size, in_size=None)``; gates ``[i, f, g, o]`` side by side in ``Wx``
+    (in_size, 4H), ``Wh`` (H, 4H) and ``b`` (4H,), the layout of PyTorch. Keeps ``h`` and
+    ``c`` between calls; ``reset_state()`` clears both.
+
+    >>> import numpy as np
+    >>> lstm = LSTM(5, in_size=2)
+    >>> lstm(np.ones((3, 2), dtype=np.float32)).shape
+    (3, 5)
+    >>> lstm.c.shape
+    (3, 5)
+    """
+
+    n_gates = 4
+
+    def reset_state(self) -> None:
+        self.h = None
+        self.c = None
+
+    def forward(self, x):
+        self._check_input(x)
+        self.h, self.c = F.lstm_cell(x, self.h, self.c, self.Wx, self.Wh, self.b)
+        return self.h
+
+
+class GRU(_Recurrent):
+    """GRU layer ("reset after" form, as in cuDNN and PyTorch), fused gates ``[r, z, n]``.
+
+    ``GRU(hidden_size, in_size=None)``; parameters ``Wx`` (in_size, 3H), ``Wh`` (H, 3H) and
+    the biases ``bx``, ``bh`` (3H,). See :func:`dezero.functions.gru_cell`.
+
+    >>> import numpy as np
+    >>> gru = GRU(4)
+    >>> gru(np.ones((2, 3), dtype=np.float32)).shape
+    (2, 4)
+    """
+
+    n_gates = 3
+
+    def _init_biases(self, size, dtype):
+        self.bx = Parameter(np.zeros(size, dtype=dtype), name="bx")
+        self.bh = Parameter(np.zeros(size, dtype=dtype), name="bh")
+
+    def forward(self, x):
+        self._check_input(x)
+        self.h = F.gru_cell(x, self.h, self.Wx, self.Wh, self.bx, self.bh)
+        return self.h
+
+
+class EmbedID(Layer):
+    """Embedding table: ``EmbedID(in_size, out_size)(ids) = W[ids]`` (W: in_size x out_size).
+
+    ``in_size`` is the vocabulary size; ids outside ``[0, in_size)`` raise IndexError.
+    ``W`` is drawn from ``N(0, 1)`` like the book's.
+
+    >>> import numpy as np
+    >>> emb = EmbedID(10, 3)
+    >>> emb(np.array([[1, 2], [3, 9]])).shape
+    (2, 2, 3)
+    """
+
+    def __init__(self, in_size: int, out_size: int, dtype=np.float32):
+        super().__init__()
+        W = np.random.randn(in_size, out_size).astype(dtype)  # noqa: NPY002  (as the book)
+        self.W = Parameter(W, name="W")
+
+    def forward(self, x):
+        return F.embed_id(x, self.W)
+
+
+class LayerNorm(Layer):
+    """Layer normalisation over the last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
+
+    ``LayerNorm(in_size=None, eps=1e-5)``: ``gamma`` (ones) and ``beta`` (zeros) have the size
+    of the last axis, taken from the first input when ``in_size`` is None. The same in
+    training and test mode (no running statistics). Built from dezero functions, so any
+    order of derivative works.
+
+    >>> import numpy as np
+    >>> ln = LayerNorm()
+    >>> y = ln(np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
+    >>> np.round(y.data, 3)
+    array([[-1.225,  0.   ,  1.225]], dtype=float32)
+    """
+
+    def __init__(self, in_size: int | None = None, eps: float = 1e-5, dtype=np.float32):
+        super().__init__()
+        self.eps = eps
+        self.dtype = dtype
+        self.gamma = Parameter(None, name="gamma")
+        self.beta = Parameter(None, name="beta")
+        if in_size is not None:
+            self._init_params(np, int(in_size))
+
+    def _init_params(self, xp, size: int) -> None:
+        self.gamma.data = xp.ones(size, dtype=self.dtype)
+        self.beta.data = xp.zeros(size, dtype=self.dtype)
+
+    def forward(self, x):
+        size = x.shape[-1]
+        if self.gamma.data is None:
+            self._init_params(cuda.get_array_module(x), size)
+        elif size != self.gamma.data.shape[0]:
+            raise ValueError(
+                f"LayerNorm: the input's last axis has {size} features, but the layer "
+                f"normalises {self.gamma.data.shape[0]} (input shape {tuple(x.shape)})"
+            )
+        mu = F.mean(x, axis=-1, keepdims=True)
+        d = x - mu
+        v = F.mean(d * d, axis=-1, keepdims=True)
+        return d / F.sqrt(v + self.eps) * self.gamma + self.beta
+
+
+__all__ += ["GRU", "LSTM", "RNN", "EmbedID", "LayerNorm"]
+
+
+# =============================================================================
+# Convolution layers and BatchNorm
+# =============================================================================
+def _positive_pair(name, value):
+    from dezero.utils import pair
+
+    try:
+        p = pair(value)
+    except ValueError:
+        p = None
+    if p is None or not all(isinstance(v, (int, np.integer)) and v > 0 for v in p):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+    return int(p[0]), int(p[1])
+
+
+class _ConvBase(Layer):
+    """Shared part of Conv2d/Deconv2d: lazy ``in_channels``, He-style initialisation."""
+
+    def __init__(self, out_channels: int, kernel_size, stride=1, pad=0, nobias: bool = False,
+                 dtype=np.float32, in_channels: int | None = None):
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
+            raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
+        self.out_channels = int(out_channels)
+        self.kernel_size = _positive_pair(f"{name}: kernel_size", kernel_size)
+        self.stride = stride
+        self.pad = pad
+        self.dtype = dtype
+        self.W = Parameter(None, name="W")
+        if in_channels is not None:
+            self._init_W(np, int(in_channels))
+        self.b = None if nobias else Parameter(np.zeros(self.out_channels, dtype=dtype),
+                                               name="b")
+
+    def _w_shape(self, in_channels):
+        raise NotImplementedError
+
+    def _init_W(self, xp, in_channels: int) -> None:
+        KH, KW = self.kernel_size
+        W = xp.random.randn(*self._w_shape(in_channels)).astype(self.dtype)
+        W *= math.sqrt(1.0 / (in_channels * KH * KW))
+        self.W.data = W
+
+    def _prepare(self, x):
+        if x.ndim != 4:
+            raise ValueError(
+                f"{type(self).__name__}: expected a 4-D input (N, C, H, W), got shape "
+                f"{tuple(x.shape)}"
+            )
+        if self.W.data is None:
+            self._init_W(cuda.get_array_module(x), x.shape[1])
+
+
+class Conv2d(_ConvBase):
+    """2-D convolution layer: ``F.conv2d(x, W, b, stride, pad)``, W (OC, C, KH, KW).
+
+    ``in_channels`` may be left None: W is then created from the first input (lazy
+    initialisation, on that input's device), drawn from N(0, 1/(C*KH*KW)).
+
+    >>> import numpy as np
+    >>> conv = Conv2d(8, kernel_size=3, pad=1)
+    >>> conv(np.ones((2, 3, 5, 5), dtype=np.float32)).shape
+    (2, 8, 5, 5)
+    >>> conv.W.shape
+    (8, 3, 3, 3)
+    """
+
+    @property
+    def in_channels(self) -> int | None:
+        return None if self.W.data is None else self.W.data.shape[1]
+
+    def _w_shape(self, in_channels):
+        return (self.out_channels, in_channels, *self.kernel_size)
+
+    def forward(self, x):
+        self._prepare(x)
+        return F.conv2d(x, self.W, self.b, self.stride, self.pad)
+
+
+class Deconv2d(_ConvBase):
+    """Transposed convolution layer: ``F.deconv2d(x, W, b, stride, pad)``, W (C, OC, KH, KW).
+
+    Lazy ``in_channels`` as in :class:`Conv2d`; the output size is
+    ``stride * (H - 1) + KH - 2 * pad`` unless an ``outsize`` (OH, OW) is given as the
+    second argument of the call, ``layer(x, outsize)``.
+
+    >>> import numpy as np
+    >>> up = Deconv2d(4, kernel_size=4, stride=2, pad=1)
+    >>> up(np.ones((1, 3, 5, 5), dtype=np.float32)).shape
+    (1, 4, 10, 10)
+    """
+
+    @property
+    def in_channels(self) -> int | None:
+        return None if self.W.data is None else self.W.data.shape[0]
+
+    def _w_shape(self, in_channels):
+        return (in_channels, self.out_channels, *self.kernel_size)
+
+    def forward(self, x, outsize=None):
+        self._prepare(x)
+        return F.deconv2d(x, self.W, self.b, self.stride, self.pad, outsize)
+
+
+class BatchNorm(Layer):
+    """Batch normalization over the channel axis 1 of (N, C) or (N, C, H, W) input.
+
+    ``gamma`` and ``beta`` are Parameters; the running statistics ``avg_mean`` and
+    ``avg_var`` are buffers: saved with the layer and moved with it, never trained. All
+    four are created from the first input (its channel count, dtype and device). In
+    training mode batch statistics are used and the running ones updated
+    (``decay``); in test mode (``dezero.test_mode()``) the running ones are used.
+
+    >>> import numpy as np
+    >>> bn = BatchNorm()
+    >>> y = bn(np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32))
+    >>> [name for name, _ in bn.named_params()], [name for name, _ in bn.named_buffers()]
+    (['gamma', 'beta'], ['avg_mean', 'avg_var'])
+    >>> bn.avg_mean
+    array([0.2, 2. ], dtype=float32)
+    """
+
+    def __init__(self, decay: float = 0.9, eps: float = 2e-5):
+        super().__init__()
+        self.decay = decay
+        self.eps = eps
+        self.gamma = Parameter(None, name="gamma")
+        self.beta = Parameter(None, name="beta")
+        self.register_buffer("avg_mean", None)
+        self.register_buffer("avg_var", None)
+
+    def _init_state(self, x) -> None:
+        xp = cuda.get_array_module(x)
+        C = x.shape[1]
+        dtype = x.dtype if x.dtype.kind == "f" else np.float32
+        if self.gamma.data is None:
+            self.gamma.data = xp.ones(C, dtype=dtype)
+        if self.beta.data is None:
+            self.beta.data = xp.zeros(C, dtype=dtype)
+        if self.avg_mean is None:
+            self.avg_mean = xp.zeros(C, dtype=dtype)
+        if self.avg_var is None:
+            self.avg_var = xp.ones(C, dtype=dtype)
+
+    def forward(self, x):
+        if x.ndim < 2:
+            raise ValueError(
+                f"BatchNorm: expected an input of shape (N, C) or (N, C, H, W), got "
+                f"{tuple(x.shape)}"
+            )
+        if (self.gamma.data is None or self.beta.data is None or self.avg_mean is None
+                or self.avg_var is None):
+            self._init_state(x)
+        return F.batch_norm(x, self.gamma, self.beta, self.avg_mean, self.avg_var,
+                            decay=self.decay, eps=self.eps)
+
+
+__all__ += ["BatchNorm", "Conv2d", "Deconv2d"]

@@ -1,5 +1,307 @@
-"""dezero.models (being written)."""
+"""dezero.models: Model (a Layer that can draw itself) and ready-made networks."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Callable, Sequence
+
+import numpy as np
+
+import dezero.functions as F
+import dezero.layers as L
+from dezero import utils
+from dezero.core import Variable
+
+__all__ = [
+    "MLP",
+    "Model",
+    "Sequential",
+]
+
+
+class Model(L.Layer):
+    """A Layer meant as a whole network; adds ``plot``."""
+
+    def plot(self, *inputs, to_file: str = "model.png"):
+        """Run ``forward(*inputs)`` and draw the resulting graph to ``to_file`` (Graphviz).
+
+        Raises RuntimeError when Graphviz ``dot`` is missing or fails (see
+        ``dezero.utils.plot_dot_graph``).
+        """
+        y = self.forward(*inputs)
+        if isinstance(y, tuple):
+            y = y[0]
+        return utils.plot_dot_graph(y, verbose=True, to_file=to_file)
+
+
+class Sequential(Model):
+    """Apply ``layers`` one after another; any callable (layers, ``F.relu``...) may appear.
+
+    The layers are registered by their position: parameter paths read like ``'layers/0/W'``.
+
+    >>> import numpy as np
+    >>> model = Sequential(L.Linear(4), F.relu, L.Linear(2))
+    >>> model(np.zeros((3, 5), dtype=np.float32)).shape
+    (3, 2)
+    >>> [name for name, _ in model.named_params()]
+    ['layers/0/W', 'layers/0/b', 'layers/2/W', 'layers/2/b']
+    """
+
+    def __init__(self, *layers: Callable):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(
+                    f"Sequential: item {i} is a {type(layer).__name__}, which is not callable"
+                )
+        self.layers = list(layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class MLP(Model):
+    """Multi-layer perceptron: ``Linear`` layers of the given output sizes (lazy input size).
+
+    ``activation`` is applied after every layer but the last. Layers are ``l0, l1, ...``.
+
+    >>> import numpy as np
+    >>> model = MLP((10, 3))
+    >>> model(np.zeros((2, 4), dtype=np.float32)).shape
+    (2, 3)
+    """
+
+    def __init__(self, fc_output_sizes: Sequence[int], activation: Callable = F.sigmoid,
+                 dtype=np.float32):
+        super().__init__()
+        self.activation = activation
+        self.layers = []
+        for i, out_size in enumerate(fc_output_sizes):
+            layer = L.Linear(out_size, dtype=dtype)
+            setattr(self, "l" + str(i), layer)
+            self.layers.append(layer)
+        # the l0, l1... attributes hold the parameters; the list is only a convenience
+        self._params.pop("layers", None)
+
+    def forward(self, x) -> Variable:
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        return self.layers[-1](x)
+
+
+# =============================================================================
+# VGG16 and ResNet (the book's architectures; weights from the book's model files)
+# =============================================================================
+_WEIGHTS_BASE = "https://github.com/koki0702/dezero-models/releases/download/v0.1/"
+
+
+def _load_pretrained(model: L.Layer, url: str) -> None:
+    """Fetch ``url`` into the cache folder (once; see ``utils.get_file``) and load it.
+
+    Offline, get_file's error names the file and the folder to place it in by hand.
+    """
+    model.load_weights(utils.get_file(url))
+
+
+class VGG16(Model):
+    """VGG-16 (Simonyan & Zisserman): 13 3x3 convolutions in 5 blocks, then 3 Linear layers.
+
+    Every layer is created from its first input (lazy), so the network runs on any input of
+    at least 32x32 pixels (fc6 takes what the five 2x2 poolings leave); the ImageNet weights
+    (``pretrained=True``, downloaded once into the cache folder) expect 224x224 inputs made
+    by :meth:`preprocess`. Dropout after fc6 and fc7 is active in training mode only.
+
+    >>> model = VGG16()  # creates no weights yet: they follow the first input
+    >>> [name for name, _ in model.named_params()][:3], len(list(model.params()))
+    (['conv1_1/W', 'conv1_1/b', 'conv1_2/W'], 32)
+    """
+
+    WEIGHTS_PATH = _WEIGHTS_BASE + "vgg16.npz"
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        for block, (n_convs, channels) in enumerate(
+                [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], start=1):
+            for i in range(1, n_convs + 1):
+                setattr(self, f"conv{block}_{i}", L.Conv2d(channels, kernel_size=3, stride=1,
+                                                           pad=1))
+        self.fc6 = L.Linear(4096)
+        self.fc7 = L.Linear(4096)
+        self.fc8 = L.Linear(1000)
+        if pretrained:
+            _load_pretrained(self, VGG16.WEIGHTS_PATH)
+
+    def forward(self, x):
+        for block, n_convs in enumerate((2, 2, 3, 3, 3), start=1):
+            for i in range(1, n_convs + 1):
+                x = F.relu(getattr(self, f"conv{block}_{i}")(x))
+            x = F.pooling(x, 2, 2)
+        x = F.reshape(x, (x.shape[0], -1))
+        x = F.dropout(F.relu(self.fc6(x)))
+        x = F.dropout(F.relu(self.fc7(x)))
+        return self.fc8(x)
+
+    @staticmethod
+    def preprocess(image, size=(224, 224), dtype=np.float32):
+        """A PIL image -> the (3, H, W) BGR array, minus the ImageNet channel means, that
+        the pretrained weights expect.
+
+        ``size`` is (width, height) as PIL takes it (None keeps the image's size).
+        """
+        image = image.convert("RGB")
+        if size:
+            image = image.resize(size)
+        array = np.asarray(image, dtype=dtype)[:, :, ::-1]  # RGB -> BGR, as in Caffe
+        array = array - np.array([103.939, 116.779, 123.68], dtype=dtype)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+class BottleneckA(L.Layer):
+    """First bottleneck of a ResNet stage: 1x1 -> 3x3 -> 1x1 convolutions plus a projection
+    shortcut (1x1 conv with ``stride``), each followed by BatchNorm."""
+
+    def __init__(self, in_channels, mid_channels, out_channels, stride=2,
+                 downsample_fb=False):
+        super().__init__()
+        # downsample_fb: stride in the 3x3 conv (fb.torch) instead of the first 1x1 (Caffe)
+        stride_1x1, stride_3x3 = (1, stride) if downsample_fb else (stride, 1)
+        self.conv1 = L.Conv2d(mid_channels, 1, stride_1x1, 0, nobias=True)
+        self.bn1 = L.BatchNorm()
+        self.conv2 = L.Conv2d(mid_channels, 3, stride_3x3, 1, nobias=True)
+        self.bn2 = L.BatchNorm()
+        self.conv3 = L.Conv2d(out_channels, 1, 1, 0, nobias=True)
+        self.bn3 = L.BatchNorm()
+        self.conv4 = L.Conv2d(out_channels, 1, stride, 0, nobias=True)
+        self.bn4 = L.BatchNorm()
+
+    def forward(self, x):
+        h1 = F.relu(self.bn1(self.conv1(x)))
+        h1 = F.relu(self.bn2(self.conv2(h1)))
+        h1 = self.bn3(self.conv3(h1))
+        h2 = self.bn4(self.conv4(x))
+        return F.relu(h1 + h2)
+
+
+class BottleneckB(L.Layer):
+    """Bottleneck with an identity shortcut: 1x1 -> 3x3 -> 1x1 convolutions (+ BatchNorm)."""
+
+    def __init__(self, in_channels, mid_channels):
+        super().__init__()
+        self.conv1 = L.Conv2d(mid_channels, 1, 1, 0, nobias=True)
+        self.bn1 = L.BatchNorm()
+        self.conv2 = L.Conv2d(mid_channels, 3, 1, 1, nobias=True)
+        self.bn2 = L.BatchNorm()
+        self.conv3 = L.Conv2d(in_channels, 1, 1, 0, nobias=True)
+        self.bn3 = L.BatchNorm()
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        h = self.bn3(self.conv3(h))
+        return F.relu(h + x)
+
+
+class BuildingBlock(L.Layer):
+    """A ResNet stage: one BottleneckA (``a``) then ``n_layers - 1`` BottleneckB
+    (``b1``, ``b2``, ...)."""
+
+    def __init__(self, n_layers, in_channels, mid_channels, out_channels, stride,
+                 downsample_fb=False):
+        super().__init__()
+        self.a = BottleneckA(in_channels, mid_channels, out_channels, stride, downsample_fb)
+        self._forward = ["a"]
+        for i in range(1, n_layers):
+            setattr(self, f"b{i}", BottleneckB(out_channels, mid_channels))
+            self._forward.append(f"b{i}")
+
+    def forward(self, x):
+        for name in self._forward:
+            x = getattr(self, name)(x)
+        return x
+
+
+# bottlenecks per stage (res2..res5)
+_RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def _global_average_pooling_2d(x):
+    N, C, H, W = x.shape
+    return F.reshape(F.average_pooling(x, (H, W), stride=1), (N, C))
+
+
+class ResNet(Model):
+    """ResNet-50/101/152 (He et al.), the bottleneck version with BatchNorm.
+
+    conv1 (7x7, stride 2) -> max pooling (3x3, stride 2) -> four stages (res2..res5) ->
+    global average pooling -> fc6 (1000 classes). Layers are created from their first input
+    (lazy). ``pretrained=True`` loads the ImageNet weights (downloaded once into the cache
+    folder); they expect 224x224 images prepared like ``VGG16.preprocess``. BatchNorm uses
+    batch statistics in training mode: use ``dezero.test_mode()`` for inference.
+
+    >>> model = ResNet(50)  # creates no weights yet: they follow the first input
+    >>> [name for name, _ in model.named_params()][:4]
+    ['conv1/W', 'conv1/b', 'bn1/gamma', 'bn1/beta']
+    >>> [name for name, _ in model.named_buffers()][:2]
+    ['bn1/avg_mean', 'bn1/avg_var']
+    """
+
+    WEIGHTS_PATH = _WEIGHTS_BASE + "resnet{}.npz"
+
+    def __init__(self, n_layers: int = 152, pretrained: bool = False):
+        super().__init__()
+        if n_layers not in _RESNET_BLOCKS:
+            raise ValueError(
+                f"ResNet: n_layers must be one of {sorted(_RESNET_BLOCKS)}, got {n_layers!r}"
+            )
+        self.n_layers = n_layers
+        block = _RESNET_BLOCKS[n_layers]
+        self.conv1 = L.Conv2d(64, 7, 2, 3)
+        self.bn1 = L.BatchNorm()
+        self.res2 = BuildingBlock(block[0], 64, 64, 256, 1)
+        self.res3 = BuildingBlock(block[1], 256, 128, 512, 2)
+        self.res4 = BuildingBlock(block[2], 512, 256, 1024, 2)
+        self.res5 = BuildingBlock(block[3], 1024, 512, 2048, 2)
+        self.fc6 = L.Linear(1000)
+        if pretrained:
+            _load_pretrained(self, ResNet.WEIGHTS_PATH.format(n_layers))
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.pooling(x, kernel_size=3, stride=2)
+        x = self.res2(x)
+        x = self.res3(x)
+        x = self.res4(x)
+        x = self.res5(x)
+        x = _global_average_pooling_2d(x)
+        return self.fc6(x)
+
+
+class ResNet152(ResNet):
+    """ResNet with 152 layers (stages of 3, 8, 36, 3 bottlenecks)."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__(152, pretrained)
+
+
+class ResNet101(ResNet):
+    """ResNet with 101 layers (stages of 3, 4, 23, 3 bottlenecks)."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__(101, pretrained)
+
+
+class ResNet50(ResNet):
+    """ResNet with 50 layers (stages of 3, 4, 6, 3 bottlenecks)."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__(50, pretrained)
+
+
+__all__ += ["VGG16", "ResNet", "ResNet50", "ResNet101", "ResNet152"]

@@ -1,5 +1,614 @@
-"""dezero.optimizers (being written)."""
+"""dezero.optimizers: parameter updates, gradient hooks, learning-rate schedules, checkpoints.
+
+Optimizer state (momenta, Adam moments, the step count) lives on each parameter's device and
+is keyed by the parameter's path in the model (``'l1/W'``), never by ``id()``, so it can be
+saved with ``state_dict()`` and restored into a fresh process with ``load_state_dict()``;
+``save_checkpoint`` / ``load_checkpoint`` put model, optimizer and any extra state (epoch,
+RNG state, schedule) into one ``.npz`` file, written atomically and read without pickle.
+
+Updates run under ``no_grad`` and work in place on ``param.data``, in the parameter's dtype.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import json
+import math
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from dezero import cuda
+from dezero.core import Parameter, Variable, no_grad
+from dezero.layers import CheckpointError, Layer, load_npz, save_npz_atomic
+
+__all__ = [
+    "SGD",
+    "AdaDelta",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "CheckpointError",
+    "ClipGrad",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "FreezeParam",
+    "LRScheduler",
+    "MomentumSGD",
+    "Optimizer",
+    "StepLR",
+    "WarmupLR",
+    "WeightDecay",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+
+# =============================================================================
+# Optimizer
+# =============================================================================
+class Optimizer:
+    """Base of all optimizers: ``setup(target)``, then ``update()`` after each backward.
+
+    Subclasses implement ``update_one(param)`` and keep per-parameter arrays with
+    ``self.slot(param, name)``. ``hyperparams`` names the scalar settings saved in
+    ``state_dict()``; ``lr_attr`` names the one a learning-rate schedule sets (None: none).
+    """
+
+    hyperparams: tuple[str, ...] = ()
+    lr_attr: str | None = "lr"
+
+    def __init__(self):
+        self.target = None
+        self.hooks: list[Callable] = []
+        self.t = 0  # number of update() calls
+        self._state: dict[str, dict[str, Any]] = {}  # param path -> slot name -> array
+        self._names: dict[int, str] = {}  # id(param) -> path; rebuilt by every update()
+
+    def setup(self, target):
+        """Attach the optimizer to ``target`` (a Layer/Model, or a sequence of Parameters).
+
+        Resets the optimizer state. Returns self, so ``opt = Adam().setup(model)`` works.
+        """
+        if not isinstance(target, Layer):
+            target = list(target)
+            bad = [type(p).__name__ for p in target if not isinstance(p, Parameter)]
+            if bad:
+                raise TypeError(
+                    f"setup() takes a Layer/Model or a sequence of Parameters, got {bad[0]}"
+                )
+        self.target = target
+        self.t = 0
+        self._state = {}
+        self._names = {}
+        return self
+
+    def _named_params(self):
+        if self.target is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no target: call optimizer.setup(model) before "
+                f"update(), update_one() or loading its state"
+            )
+        if isinstance(self.target, Layer):
+            return list(self.target.named_params())
+        return [(str(i), p) for i, p in enumerate(self.target)]
+
+    def update(self) -> None:
+        """Apply the hooks, then ``update_one`` to every parameter that has a gradient."""
+        named = [(n, p) for n, p in self._named_params() if p.grad is not None]
+        self._names = {id(p): n for n, p in named}
+        params = [p for _, p in named]
+        with no_grad():
+            for hook in self.hooks:
+                hook(params)
+            self.t += 1
+            for p in params:
+                if p.grad is not None:  # a hook (FreezeParam) may have removed it
+                    self.update_one(p)
+
+    def update_one(self, param: Parameter) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement update_one()")
+
+    def add_hook(self, f: Callable) -> None:
+        """Add ``f(params)``, called on the list of parameters with gradients before updates."""
+        self.hooks.append(f)
+
+    # --- per-parameter state ----------------------------------------------------
+    def _name_of(self, param: Parameter) -> str:
+        name = self._names.get(id(param))
+        if name is None:
+            self._names = {id(p): n for n, p in self._named_params()}
+            name = self._names.get(id(param))
+            if name is None:
+                raise ValueError(
+                    f"the parameter {param.name!r} of shape {param.shape} is not part of "
+                    f"this optimizer's target"
+                )
+        return name
+
+    def slot(self, param: Parameter, name: str):
+        """The state array ``name`` of ``param`` (zeros at first), on ``param``'s device."""
+        state = self._state.setdefault(self._name_of(param), {})
+        value = state.get(name)
+        data = param.data
+        if value is None:
+            value = state[name] = cuda.get_array_module(data).zeros_like(data)
+        elif type(value) is not type(data):  # the model moved between devices
+            convert = cuda.as_numpy if isinstance(data, np.ndarray) else cuda.as_cupy
+            value = state[name] = convert(value)
+        return value
+
+    # --- saving -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Return ``{name: NumPy array}``: the class, step count, hyperparameters and state.
+
+        Keys: ``'class'``, ``'t'``, ``'hyper/<name>'`` and ``'state/<param path>/<slot>'``.
+        """
+        out: dict[str, np.ndarray] = {
+            "class": np.array(type(self).__name__),
+            "t": np.array(self.t, dtype=np.int64),
+        }
+        for h in self.hyperparams:
+            out["hyper/" + h] = np.array(getattr(self, h), dtype=np.float64)
+        for path, slots in self._state.items():
+            for slot, value in slots.items():
+                out[f"state/{path}/{slot}"] = (
+                    value.copy() if isinstance(value, np.ndarray) else cuda.as_numpy(value)
+                )
+        return out
+
+    def _plan_load(self, state: Mapping[str, Any]):
+        params = dict(self._named_params())
+        problems = []
+        cls = state.get("class")
+        if cls is None or str(np.asarray(cls)) != type(self).__name__:
+            problems.append(
+                f"the state belongs to {None if cls is None else str(np.asarray(cls))!r}, "
+                f"not {type(self).__name__!r}"
+            )
+        if "t" not in state:
+            problems.append("missing key 't'")
+        hyper = {}
+        for h in self.hyperparams:
+            if "hyper/" + h not in state:
+                problems.append(f"missing key {'hyper/' + h!r}")
+            else:
+                hyper[h] = float(np.asarray(state["hyper/" + h]))
+        new_state: dict[str, dict[str, Any]] = {}
+        for key, value in state.items():
+            if key in ("class", "t") or key.startswith("hyper/"):
+                if key.startswith("hyper/") and key[6:] not in self.hyperparams:
+                    problems.append(f"unexpected key {key!r}")
+                continue
+            if not key.startswith("state/") or key.count("/") < 2:
+                problems.append(f"unexpected key {key!r}")
+                continue
+            path, slot = key[6:].rsplit("/", 1)
+            p = params.get(path)
+            if not isinstance(value, cuda.array_types):
+                problems.append(f"{key!r} is a {type(value).__name__}, not an array")
+                continue
+            if p is None:
+                problems.append(f"state for {path!r}, which the model does not have")
+                continue
+            if p.data is not None and value.shape != p.data.shape:
+                problems.append(
+                    f"shape mismatch for {key!r}: got {value.shape}, the parameter has "
+                    f"{p.data.shape}"
+                )
+                continue
+            if p.data is None or isinstance(p.data, np.ndarray):
+                array = np.array(cuda.as_numpy(value), dtype=None if p.data is None
+                                 else p.data.dtype, copy=True)
+            else:
+                array = cuda.as_cupy(value).astype(p.data.dtype, copy=True)
+            new_state.setdefault(path, {})[slot] = array
+        if problems:
+            raise CheckpointError(
+                f"cannot load state into {type(self).__name__}: " + "; ".join(problems)
+            )
+        return int(np.asarray(state["t"])), hyper, new_state
+
+    def _apply_load(self, plan) -> None:
+        t, hyper, new_state = plan
+        self.t = t
+        for h, value in hyper.items():
+            setattr(self, h, value)
+        self._state = new_state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict()`` returned; needs ``setup()`` first.
+
+        Raises:
+            CheckpointError (a ValueError): another optimizer's state, missing keys, state
+                for parameters the target lacks, or mismatched shapes (all named).
+        """
+        self._apply_load(self._plan_load(state))
+
+
+# =============================================================================
+# Optimizers
+# =============================================================================
+class SGD(Optimizer):
+    """Plain gradient descent: ``p -= lr * g``."""
+
+    hyperparams = ("lr",)
+
+    def __init__(self, lr: float = 0.01):
+        super().__init__()
+        self.lr = lr
+
+    def update_one(self, param):
+        param.data -= float(self.lr) * param.grad.data
+
+
+class MomentumSGD(Optimizer):
+    """SGD with momentum: ``v = momentum * v - lr * g; p += v``."""
+
+    hyperparams = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9):
+        super().__init__()
+        self.lr = lr
+        self.momentum = momentum
+
+    def update_one(self, param):
+        v = self.slot(param, "v")
+        v *= float(self.momentum)
+        v -= float(self.lr) * param.grad.data
+        param.data += v
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: ``h += g*g; p -= lr * g / (sqrt(h) + eps)``."""
+
+    hyperparams = ("lr", "eps")
+
+    def __init__(self, lr: float = 0.001, eps: float = 1e-8):
+        super().__init__()
+        self.lr = lr
+        self.eps = eps
+
+    def update_one(self, param):
+        xp = cuda.get_array_module(param.data)
+        g = param.grad.data
+        h = self.slot(param, "h")
+        h += g * g
+        param.data -= float(self.lr) * g / (xp.sqrt(h) + float(self.eps))
+
+
+class AdaDelta(Optimizer):
+    """AdaDelta (no learning rate): step ``sqrt((E[dx^2]+eps) / (E[g^2]+eps)) * g``."""
+
+    hyperparams = ("rho", "eps")
+    lr_attr = None
+
+    def __init__(self, rho: float = 0.95, eps: float = 1e-6):
+        super().__init__()
+        self.rho = rho
+        self.eps = eps
+
+    def update_one(self, param):
+        xp = cuda.get_array_module(param.data)
+        rho, eps = float(self.rho), float(self.eps)
+        g = param.grad.data
+        msg = self.slot(param, "msg")
+        msdx = self.slot(param, "msdx")
+        msg *= rho
+        msg += (1.0 - rho) * g * g
+        dx = xp.sqrt((msdx + eps) / (msg + eps)) * g
+        msdx *= rho
+        msdx += (1.0 - rho) * dx * dx
+        param.data -= dx
+
+
+class Adam(Optimizer):
+    """Adam; the bias correction is folded into the step size ``lr`` (a property).
+
+    ``lr = alpha * sqrt(1 - beta2**t) / (1 - beta1**t)``;
+    ``m += (1-beta1)(g-m); v += (1-beta2)(g*g-v); p -= lr * m / (sqrt(v) + eps)``.
+    Schedules set ``alpha``.
+    """
+
+    hyperparams = ("alpha", "beta1", "beta2", "eps")
+    lr_attr = "alpha"
+
+    def __init__(self, alpha: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        super().__init__()
+        self.alpha = alpha
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+
+    @property
+    def lr(self) -> float:
+        t = max(self.t, 1)
+        fix1 = 1.0 - float(self.beta1) ** t
+        fix2 = 1.0 - float(self.beta2) ** t
+        return float(self.alpha) * math.sqrt(fix2) / fix1
+
+    def update_one(self, param):
+        xp = cuda.get_array_module(param.data)
+        beta1, beta2 = float(self.beta1), float(self.beta2)
+        g = param.grad.data
+        m = self.slot(param, "m")
+        v = self.slot(param, "v")
+        m += (1.0 - beta1) * (g - m)
+        v += (1.0 - beta2) * (g * g - v)
+        param.data -= self.lr * m / (xp.sqrt(v) + float(self.eps))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - alpha * weight_decay`` before the step."""
+
+    hyperparams = (*Adam.hyperparams, "weight_decay")
+
+    def __init__(self, alpha: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(alpha, beta1, beta2, eps)
+        self.weight_decay = weight_decay
+
+    def update_one(self, param):
+        param.data *= 1.0 - float(self.alpha) * float(self.weight_decay)
+        super().update_one(param)
+
+
+# =============================================================================
+# Hooks (called with the list of parameters that have gradients)
+# =============================================================================
+# Hooks replace p.grad with a new Variable rather than scaling it in place: the engine may
+# hand the same gradient Variable to two parameters (y = W1 + W2), and an in-place edit would
+# then apply twice.
+class WeightDecay:
+    """L2 regularisation: ``g += rate * p`` (before the optimizer's step)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def __call__(self, params: list[Parameter]) -> None:
+        rate = float(self.rate)
+        for p in params:
+            p.grad = Variable(p.grad.data + rate * p.data)
+
+
+class ClipGrad:
+    """Scale all gradients together so that their global L2 norm is at most ``max_norm``."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def __call__(self, params: list[Parameter]) -> None:
+        total = 0.0
+        for p in params:
+            g = p.grad.data
+            total += float((g * g).sum())
+        rate = float(self.max_norm) / (math.sqrt(total) + 1e-6)
+        if rate < 1.0:
+            for p in params:
+                p.grad = Variable(p.grad.data * rate)
+
+
+class FreezeParam:
+    """Keep the parameters of ``layers`` (Layers or Parameters) fixed: drops their grads."""
+
+    def __init__(self, *layers):
+        self.freeze_params: list[Parameter] = []
+        for layer in layers:
+            if isinstance(layer, Parameter):
+                self.freeze_params.append(layer)
+            elif isinstance(layer, Layer):
+                self.freeze_params.extend(layer.params())
+            else:
+                raise TypeError(
+                    f"FreezeParam takes Layers or Parameters, not {type(layer).__name__}"
+                )
+
+    def __call__(self, params: list[Parameter]) -> None:
+        for p in self.freeze_params:
+            p.grad = None
+
+
+# =============================================================================
+# Learning-rate schedules
+# =============================================================================
+class LRScheduler:
+    """Sets the optimizer's learning rate (``lr``; ``alpha`` for Adam) from a step count.
+
+    Call ``step()`` once per epoch or once per iteration, as the schedule is meant; the
+    rate for step 0 is set at construction. ``state_dict()`` / ``load_state_dict()`` hold
+    the step count and base rate (put them in a checkpoint's extras).
+    """
+
+    def __init__(self, optimizer: Optimizer):
+        attr = getattr(optimizer, "lr_attr", "lr")
+        if attr is None:
+            raise TypeError(f"{type(optimizer).__name__} has no learning rate to schedule")
+        self.optimizer = optimizer
+        self.attr = attr
+        self.base_lr = float(getattr(optimizer, attr))
+        self.last_step = 0
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> float:
+        return float(self.lr_at(self.last_step))
+
+    def _apply(self) -> None:
+        setattr(self.optimizer, self.attr, self.get_lr())
+
+    def step(self) -> None:
+        self.last_step += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "last_step": self.last_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.base_lr = float(state["base_lr"])
+        self.last_step = int(state["last_step"])
+        self._apply()
+
+
+class StepLR(LRScheduler):
+    """``lr = base * gamma ** (step // step_size)``."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
+        if step_size <= 0:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        self.step_size = step_size
+        self.gamma = gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, step):
+        return self.base_lr * float(self.gamma) ** (step // self.step_size)
+
+
+class ExponentialLR(LRScheduler):
+    """``lr = base * gamma ** step``."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float):
+        self.gamma = gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, step):
+        return self.base_lr * float(self.gamma) ** step
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr = eta_min + (base - eta_min) * (1 + cos(pi * min(step, T_max) / T_max)) / 2``."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
+        if T_max <= 0:
+            raise ValueError(f"T_max must be positive, got {T_max}")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, step):
+        progress = min(step, self.T_max) / self.T_max
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class WarmupLR(LRScheduler):
+    """Linear warm-up: ``lr = base * (step + 1) / warmup_steps`` for the first steps.
+
+    After ``warmup_steps`` steps the rate is ``base``, or, when ``after`` (another schedule
+    on the same optimizer) is given, ``after``'s rate counted from the end of the warm-up.
+    """
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int,
+                 after: LRScheduler | None = None):
+        if warmup_steps <= 0:
+            raise ValueError(f"warmup_steps must be positive, got {warmup_steps}")
+        self.warmup_steps = warmup_steps
+        self.after = after
+        super().__init__(optimizer)
+
+    def lr_at(self, step):
+        if step < self.warmup_steps:
+            return self.base_lr * (step + 1) / self.warmup_steps
+        if self.after is None:
+            return self.base_lr
+        return self.after.lr_at(step - self.warmup_steps)
+
+
+# =============================================================================
+# Checkpoints: model + optimizer + extras in one file
+# =============================================================================
+def _encode(value, key: str, arrays: dict) -> Any:
+    """Turn ``value`` into JSON, storing arrays in ``arrays`` (no pickle anywhere)."""
+    if isinstance(value, cuda.array_types):
+        name = "extra/" + key
+        arrays[name] = cuda.as_numpy(value)
+        return {"__ndarray__": name}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"checkpoint extra {key!r}: dict keys must be str, got {bad[0]!r}")
+        return {"__dict__": {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}}
+    raise TypeError(
+        f"checkpoint extra {key!r}: cannot store a {type(value).__name__} (use numbers, "
+        f"strings, arrays, and lists/tuples/dicts of those)"
+    )
+
+
+def _decode(obj, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return arrays[obj["__ndarray__"]]
+        if "__tuple__" in obj:
+            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
+        return {k: _decode(v, arrays) for k, v in obj["__dict__"].items()}
+    return obj
+
+
+_FORMAT = "dezero-checkpoint-1"
+
+
+def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **extra) -> None:
+    """Save ``model``, ``optimizer`` and ``extra`` values to one ``.npz`` file, atomically.
+
+    ``extra`` holds numbers, strings, arrays, and lists/tuples/dicts of those, e.g.
+    ``epoch=3, rng=np.random.get_state(), schedule=scheduler.state_dict()``. Nothing is
+    pickled; the model is not moved between devices.
+    """
+    arrays: dict[str, Any] = {"format": np.array(_FORMAT)}
+    for k, v in model.state_dict().items():
+        arrays["model/" + k] = v
+    if optimizer is not None:
+        for k, v in optimizer.state_dict().items():
+            arrays["optimizer/" + k] = v
+    meta = {k: _encode(v, k, arrays) for k, v in extra.items()}
+    arrays["extra.json"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    save_npz_atomic(path, arrays)
+
+
+def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
+                    strict: bool = True) -> dict[str, Any]:
+    """Restore a ``save_checkpoint`` file into ``model`` (and ``optimizer``); return extras.
+
+    Model and optimizer are both checked before either is changed. The optimizer must have
+    been ``setup()`` on ``model``.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError (a ValueError): a truncated/corrupted file, not a checkpoint, or state
+            that does not fit the model/optimizer; the message names ``path`` and the problem.
+    """
+    where = repr(os.fspath(path))
+    arrays = load_npz(path)
+    fmt = arrays.get("format")
+    if fmt is None or str(fmt) != _FORMAT or "extra.json" not in arrays:
+        raise CheckpointError(f"{where} is not a dezero checkpoint (saved by save_checkpoint)")
+    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    opt_state = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+    try:
+        model_plan = model._plan_load(model_state, strict)
+        opt_plan = None
+        if optimizer is not None:
+            if not opt_state:
+                raise CheckpointError("the checkpoint holds no optimizer state")
+            opt_plan = optimizer._plan_load(opt_state)
+        meta = json.loads(arrays["extra.json"].tobytes().decode("utf-8"))
+        extra = {k: _decode(v, arrays) for k, v in meta.items()}
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{where}: damaged extras ({type(e).__name__}: {e})") from None
+    model._apply_load(model_plan)
+    if opt_plan is not None:
+        optimizer._apply_load(opt_plan)
+    return extra
