@@ -1,5 +1,148 @@
-"""dezero.dataloaders (being written)."""
+"""Mini-batch iterators over a Dataset: DataLoader (shuffled batches) and SeqDataLoader.
+
+Batches are gathered with ``dataset.get_batch(indices)`` (array indexing plus one
+vectorised transform per batch) when the dataset provides it, else sample by sample.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+
+import numpy as np
+
+from dezero import cuda
+
+__all__ = ["DataLoader", "SeqDataLoader"]
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size}")
+    return int(batch_size)
+
+
+class DataLoader:
+    """Iterate over ``dataset`` in mini-batches ``(x, t)``.
+
+    Parameters
+    ----------
+    dataset : Dataset or sequence of (x, t) pairs
+    batch_size : int
+        Samples per batch (the last batch of an epoch may be smaller).
+    shuffle : bool
+        Draw a new random order (NumPy's global generator) at the start of every epoch.
+    gpu : bool
+        Return CuPy arrays (see ``to_gpu``).
+
+    A ``for`` loop over the loader runs one epoch; the next ``for`` starts a new one (also
+    after a ``break``). ``len(loader)`` is the number of batches per epoch. ``t`` is None
+    for an unlabelled data set.
+
+    >>> from dezero.datasets import Spiral
+    >>> loader = DataLoader(Spiral(), batch_size=128)
+    >>> [x.shape[0] for x, t in loader], len(loader)
+    ([128, 128, 44], 3)
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=True, gpu=False):
+        self.dataset = dataset
+        self.batch_size = _check_batch_size(batch_size)
+        self.shuffle = shuffle
+        self.gpu = gpu
+        self.data_size = len(dataset)
+        self.max_iter = math.ceil(self.data_size / self.batch_size)
+        self.reset()
+
+    def reset(self):
+        """Start a new epoch: iteration 0 and (when shuffling) a new order."""
+        self.iteration = 0
+        if self.shuffle:
+            self.index = np.random.permutation(self.data_size)  # noqa: NPY002  (seedable)
+        else:
+            self.index = np.arange(self.data_size)
+
+    def __len__(self):
+        return self.max_iter
+
+    def __iter__(self):
+        if self.iteration:  # an epoch left half-way: start afresh
+            self.reset()
+        return self
+
+    def _gather(self, indices):
+        get_batch = getattr(self.dataset, "get_batch", None)
+        if get_batch is not None:
+            x, t = get_batch(indices)
+        else:
+            samples = [self.dataset[int(i)] for i in indices]
+            x = np.stack([np.asarray(s[0]) for s in samples])
+            labels = [s[1] for s in samples]
+            t = None
+            if any(v is not None for v in labels):
+                t = np.stack([np.asarray(v) for v in labels])
+        if self.gpu:
+            x = cuda.as_cupy(x)
+            t = None if t is None else cuda.as_cupy(t)
+        return x, t
+
+    def __next__(self):
+        if self.iteration >= self.max_iter:
+            self.reset()
+            raise StopIteration
+        i, size = self.iteration, self.batch_size
+        batch = self._gather(self.index[i * size : (i + 1) * size])
+        self.iteration += 1
+        return batch
+
+    def next(self):
+        """The next batch (the book's spelling of ``next(loader)``)."""
+        return self.__next__()
+
+    def to_cpu(self):
+        """Return NumPy batches from now on."""
+        self.gpu = False
+        return self
+
+    def to_gpu(self):
+        """Return CuPy batches from now on (checked when a batch is made)."""
+        self.gpu = True
+        return self
+
+
+class SeqDataLoader(DataLoader):
+    """Batches for truncated BPTT: ``batch_size`` parallel streams through a sequence.
+
+    The data set is cut into ``batch_size`` contiguous segments of ``len(dataset) //
+    batch_size`` steps; batch k holds step k of every segment, in order (no shuffling). An
+    epoch is one pass over the segments: ``len(dataset) // batch_size`` batches.
+
+    >>> from dezero.datasets import SinCurve
+    >>> loader = SeqDataLoader(SinCurve(), batch_size=3)
+    >>> x, t = loader.next()
+    >>> x.shape, len(loader)
+    ((3, 1), 333)
+    """
+
+    def __init__(self, dataset, batch_size, gpu=False):
+        batch_size = _check_batch_size(batch_size)
+        if batch_size > len(dataset):
+            raise ValueError(
+                f"SeqDataLoader: batch_size {batch_size} is larger than the data set "
+                f"({len(dataset)} steps); each of the batch_size streams needs at least one step"
+            )
+        super().__init__(dataset, batch_size, shuffle=False, gpu=gpu)
+        self.jump = self.data_size // self.batch_size
+        # Each stream covers exactly its own segment (the original ran ceil(N / B) steps, so
+        # the last steps of a stream read the start of the next one).
+        self.max_iter = self.jump
+
+    def __next__(self):
+        if self.iteration >= self.max_iter:
+            self.reset()
+            raise StopIteration
+        indices = np.arange(self.batch_size) * self.jump + self.iteration
+        batch = self._gather(indices)
+        self.iteration += 1
+        return batch

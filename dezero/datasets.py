@@ -1,5 +1,538 @@
-"""dezero.datasets (being written)."""
+"""Data sets: the book's Dataset base class and the data sets it uses.
+
+Every data set here keeps its samples in whole arrays (``data`` and ``label``), so that
+``get_batch`` (used by the DataLoader) gathers a batch by array indexing and applies
+batch-safe transforms once per batch instead of once per sample.
+
+Downloaded files go through ``dezero.utils.get_file`` into the cache folder (``~/.dezero``,
+or ``DEZERO_DATA_DIR``); an offline machine gets an error that names the file and the folder
+to put it in.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from dezero import transforms
+from dezero.utils import DownloadError, get_file
+
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "MNIST",
+    "Dataset",
+    "ImageNet",
+    "Shakespear",
+    "Shakespeare",
+    "SinCurve",
+    "Spiral",
+    "get_spiral",
+]
+
+
+class Dataset:
+    """Base class: subclasses fill ``self.data`` and ``self.label`` in ``prepare()``.
+
+    Parameters
+    ----------
+    train : bool
+        The training split (True) or the test split (False).
+    transform, target_transform : callable, optional
+        Applied to each sample's data and label when it is read.
+
+    ``dataset[i]`` returns ``(transform(data[i]), target_transform(label[i]))``, with
+    ``None`` as the label when the data set has none. ``len(dataset)`` is the number of
+    samples. A subclass may instead override ``__getitem__`` and ``__len__``.
+
+    >>> class Squares(Dataset):
+    ...     def prepare(self):
+    ...         self.data = np.arange(4)
+    ...         self.label = self.data ** 2
+    >>> ds = Squares()
+    >>> len(ds), ds[3]
+    (4, (np.int64(3), np.int64(9)))
+    """
+
+    def __init__(self, train=True, transform=None, target_transform=None):
+        self.train = train
+        self.transform = transform
+        self.target_transform = target_transform
+        self.data = None
+        self.label = None
+        self.prepare()
+
+    def prepare(self):
+        """Load ``self.data`` (and ``self.label``); called once by ``__init__``."""
+
+    def _check_index(self, index):
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(
+                f"{type(self).__name__} index {index} is out of range for a data set of "
+                f"length {n}"
+            )
+
+    def __getitem__(self, index):
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(
+                f"{type(self).__name__} indices must be integers, got {type(index).__name__}"
+                " (use get_batch for arrays of indices)"
+            )
+        self._check_index(index)
+        x = self.data[index]
+        if self.transform is not None:
+            x = self.transform(x)
+        if self.label is None:
+            return x, None
+        t = self.label[index]
+        if self.target_transform is not None:
+            t = self.target_transform(t)
+        return x, t
+
+    def __len__(self):
+        if self.data is None:
+            return 0
+        return len(self.data)
+
+    def get_batch(self, indices):
+        """The samples at ``indices`` as stacked arrays ``(x, t)`` (``t`` None if unlabelled).
+
+        Gathered by array indexing, transformed once per batch with
+        ``transforms.apply_batch``, when the data is an ndarray and ``__getitem__`` is not
+        overridden; otherwise sample by sample through ``self[i]``.
+        """
+        indices = np.asarray(indices)
+        if type(self).__getitem__ is Dataset.__getitem__ and isinstance(self.data, np.ndarray):
+            n = len(self)
+            if indices.size and (indices.max() >= n or indices.min() < -n):
+                bad = indices[(indices >= n) | (indices < -n)][0]
+                self._check_index(int(bad))
+            x = transforms.apply_batch(self.transform, self.data[indices])
+            if self.label is None:
+                return x, None
+            t = transforms.apply_batch(self.target_transform, np.asarray(self.label)[indices])
+            return x, t
+        samples = [self[int(i)] for i in indices]
+        x = np.stack([np.asarray(s[0]) for s in samples])
+        if all(s[1] is None for s in samples):
+            return x, None
+        return x, np.stack([np.asarray(s[1]) for s in samples])
+
+    def __repr__(self):
+        split = "train" if self.train else "test"
+        return f"{type(self).__name__}({split}, {len(self)} samples)"
+
+
+# =============================================================================
+# Toy data sets
+# =============================================================================
+def get_spiral(train=True):
+    """The book's spiral data: 3 classes x 100 points in 2-D, shuffled.
+
+    The noise comes from a private generator seeded per split (1984 for train, 2020 for
+    test), so the data is the same on every call and NumPy's global random state is left
+    alone. Returns ``x`` (300, 2) float32 and ``t`` (300,) int32.
+
+    >>> x, t = get_spiral()
+    >>> x.shape, x.dtype, np.bincount(t).tolist()
+    ((300, 2), dtype('float32'), [100, 100, 100])
+    """
+    rng = np.random.RandomState(1984 if train else 2020)
+    num_data, num_class = 100, 3
+    rate = np.arange(num_data) / num_data
+    noise = rng.randn(num_class, num_data) * 0.2
+    theta = np.arange(num_class)[:, None] * 4.0 + 4.0 * rate + noise  # (class, point)
+    radius = np.broadcast_to(rate, theta.shape)
+    x = np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=-1).reshape(-1, 2)
+    t = np.repeat(np.arange(num_class), num_data)
+    order = rng.permutation(num_data * num_class)
+    return x[order].astype(np.float32), t[order].astype(np.int32)
+
+
+class Spiral(Dataset):
+    """The spiral data of ``get_spiral`` as a Dataset (300 samples, 3 classes).
+
+    >>> ds = Spiral(train=False)
+    >>> len(ds), ds[0][0].shape
+    (300, (2,))
+    """
+
+    def prepare(self):
+        self.data, self.label = get_spiral(self.train)
+
+
+class SinCurve(Dataset):
+    """One period of a sine wave sampled at 1000 points, for next-value prediction.
+
+    Training split: sin(x) plus uniform noise in [-0.05, 0.05] (a fixed seed, so the data
+    is the same every time); test split: cos(x), noise-free. ``data[i]`` is the value at
+    step i and ``label[i]`` the value at step i + 1, both shaped (1,) float32.
+
+    >>> ds = SinCurve()
+    >>> len(ds), ds.data.shape, ds.data.dtype
+    (999, (999, 1), dtype('float32'))
+    """
+
+    def prepare(self):
+        num_data = 1000
+        x = np.linspace(0, 2 * np.pi, num_data)
+        if self.train:
+            rng = np.random.RandomState(0)
+            y = np.sin(x) + rng.uniform(-0.05, 0.05, size=x.shape)
+        else:
+            y = np.cos(x)
+        y = y.astype(np.float32)[:, np.newaxis]
+        self.data = y[:-1]
+        self.label = y[1:]
+
+
+# =============================================================================
+# MNIST
+# =============================================================================
+_MNIST_MIRRORS = (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+)
+
+
+def _fetch(file_name, mirrors):
+    """``get_file`` from the first mirror that works; the first error if none does."""
+    first_error = None
+    for base in mirrors:
+        try:
+            return get_file(base + file_name, file_name)
+        except DownloadError as e:  # try the next mirror, report the first failure
+            if first_error is None:
+                first_error = e
+    raise first_error
+
+
+def _bad_gzip(path, e):
+    return ValueError(
+        f"cannot read {path!r}: not a valid gzip file ({e}); delete it so that it is "
+        "downloaded again, or replace it with a good copy"
+    )
+
+
+def _read_idx(path, magic, item_shape):
+    """Read a gzipped IDX file: big-endian header (magic, count, dims), then uint8 data.
+
+    The data is decompressed straight into the result array (no intermediate copy).
+    """
+    ndim = len(item_shape) + 1
+    header_size = 4 * (1 + ndim)
+    try:
+        with gzip.open(path, "rb") as f:
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise ValueError(f"{path!r} is not an MNIST IDX file: only {len(header)} bytes")
+            fields = np.frombuffer(header, dtype=">i4")
+            if fields[0] != magic:
+                raise ValueError(
+                    f"{path!r} is not the expected MNIST IDX file: magic number "
+                    f"{int(fields[0])}, expected {magic}"
+                )
+            count, dims = int(fields[1]), tuple(int(d) for d in fields[2:])
+            if dims != item_shape or count < 0:
+                raise ValueError(
+                    f"{path!r}: {count} items shaped {dims}, expected items shaped {item_shape}"
+                )
+            out = np.empty((count, *item_shape), dtype=np.uint8)
+            view = memoryview(out).cast("B")
+            filled = 0
+            while filled < len(view):
+                n = f.readinto(view[filled : filled + (1 << 20)])  # bounded temporaries
+                if not n:
+                    break
+                filled += n
+            extra = len(f.read(1))
+    except (OSError, EOFError, zlib.error) as e:
+        raise _bad_gzip(path, e) from e
+    if filled < len(view) or extra:
+        size = header_size + filled + extra
+        expected = header_size + len(view)
+        what = "truncated" if filled < len(view) else "longer than its header says"
+        raise ValueError(
+            f"{path!r} is corrupted or {what}: {size}{'+' if extra else ''} bytes after "
+            f"decompression, expected {expected} for {count} items"
+        )
+    return out
+
+
+_MNIST_TRANSFORM = transforms.Compose(  # the book's default: 784 float32 values in [0, 1]
+    [transforms.Flatten(), transforms.ToFloat(), transforms.Normalize(0.0, 255.0)]
+)
+
+
+class MNIST(Dataset):
+    """The MNIST handwritten digits: 60,000 training and 10,000 test images, 28 x 28.
+
+    Reads the standard ``*-idx?-ubyte.gz`` files from the cache folder (``DEZERO_DATA_DIR``
+    or ``~/.dezero``), downloading them through ``get_file`` if they are missing.
+    ``data`` is uint8 shaped (N, 1, 28, 28) and ``label`` int32 (N,). The default transform,
+    as in the book, flattens each image to 784 float32 values scaled to [0, 1]; it is
+    batch-safe, so the DataLoader applies it to whole batches.
+    """
+
+    train_files = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    test_files = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    mirrors = _MNIST_MIRRORS
+
+    def __init__(
+        self,
+        train=True,
+        transform=_MNIST_TRANSFORM,
+        target_transform=None,
+    ):
+        super().__init__(train, transform, target_transform)
+
+    def prepare(self):
+        image_file, label_file = self.train_files if self.train else self.test_files
+        image_path = _fetch(image_file, self.mirrors)
+        label_path = _fetch(label_file, self.mirrors)
+        self.data = _read_idx(image_path, 2051, (28, 28))[:, np.newaxis]
+        self.label = _read_idx(label_path, 2049, ()).astype(np.int32)
+        if len(self.data) != len(self.label):
+            raise ValueError(
+                f"MNIST files disagree: {image_path!r} has {len(self.data)} images but "
+                f"{label_path!r} has {len(self.label)} labels"
+            )
+
+    def show(self, row=10, col=10):
+        """Show a grid of random images with matplotlib."""
+        import matplotlib.pyplot as plt
+
+        H, W = 28, 28
+        img = np.zeros((H * row, W * col), dtype=np.uint8)
+        for r in range(row):
+            for c in range(col):
+                i = np.random.randint(0, len(self.data) - 1)  # noqa: NPY002
+                img[r * H : (r + 1) * H, c * W : (c + 1) * W] = self.data[i, 0]
+        plt.imshow(img, cmap="gray", interpolation="nearest")
+        plt.axis("off")
+        plt.show()
+
+    @staticmethod
+    def labels():
+        """Class index -> name: ``{0: '0', ..., 9: '9'}``."""
+        return {i: str(i) for i in range(10)}
+
+
+# =============================================================================
+# CIFAR-10 / CIFAR-100 (the binary versions, parsed with NumPy; no pickle)
+# =============================================================================
+_CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+)
+
+_CIFAR100_FINE = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar",
+    "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile",
+    "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster",
+    "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster",
+    "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange",
+    "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy",
+    "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal",
+    "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar",
+    "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman",
+    "worm"
+)
+
+_CIFAR100_COARSE = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2"
+)
+
+
+def _read_tar_members(path, names):
+    """The bytes of the members ``names`` of the tar.gz at ``path`` (read in memory)."""
+    import tarfile
+
+    found = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                base = os.path.basename(member.name)
+                if member.isfile() and base in names:
+                    found[base] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(
+            f"cannot read {path!r}: not a valid tar.gz archive ({e}); delete it so that it is "
+            "downloaded again, or replace it with a good copy"
+        ) from e
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"{path!r} lacks the expected member(s) {missing}")
+    return [found[n] for n in names]
+
+
+def _parse_cifar_records(raw, n_labels, source):
+    record = n_labels + 3 * 32 * 32
+    if len(raw) == 0 or len(raw) % record:
+        raise ValueError(
+            f"{source}: {len(raw)} bytes is not a whole number of {record}-byte CIFAR records"
+        )
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+    labels = rows[:, :n_labels].astype(np.int32)
+    images = rows[:, n_labels:].reshape(-1, 3, 32, 32)
+    return images, labels
+
+
+_CIFAR_TRANSFORM = transforms.Compose(
+    [transforms.ToFloat(), transforms.Normalize(mean=127.5, std=127.5)]
+)
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10: 50,000 training and 10,000 test colour images (3, 32, 32), 10 classes.
+
+    Downloads ``cifar-10-binary.tar.gz`` (the binary version, parsed with NumPy; no pickle
+    is ever loaded). ``data`` is uint8 (N, 3, 32, 32), ``label`` int32 (N,). The default
+    transform gives float32 values in [-1, 1].
+    """
+
+    url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+
+    def __init__(self, train=True, transform=_CIFAR_TRANSFORM, target_transform=None):
+        super().__init__(train, transform, target_transform)
+
+    def prepare(self):
+        path = get_file(self.url)
+        if self.train:
+            names = [f"data_batch_{i}.bin" for i in range(1, 6)]
+        else:
+            names = ["test_batch.bin"]
+        parts = [
+            _parse_cifar_records(raw, 1, f"{path!r} member {name}")
+            for name, raw in zip(names, _read_tar_members(path, names))
+        ]
+        self.data = np.concatenate([p[0] for p in parts])
+        self.label = np.concatenate([p[1][:, 0] for p in parts])
+        if self.label.size and self.label.max() >= 10:
+            raise ValueError(f"{path!r}: CIFAR-10 label {self.label.max()} is out of range")
+
+    @staticmethod
+    def labels():
+        """Class index -> name."""
+        return dict(enumerate(_CIFAR10_NAMES))
+
+
+class CIFAR100(Dataset):
+    """CIFAR-100: like CIFAR-10 with 100 fine classes grouped in 20 coarse ones.
+
+    ``label_type`` is 'fine' (100 classes, the default) or 'coarse' (20 super-classes).
+    Downloads ``cifar-100-binary.tar.gz`` (parsed with NumPy; no pickle).
+    """
+
+    url = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
+
+    def __init__(
+        self, train=True, transform=_CIFAR_TRANSFORM, target_transform=None, label_type="fine"
+    ):
+        if label_type not in ("fine", "coarse"):
+            raise ValueError(f"label_type must be 'fine' or 'coarse', got {label_type!r}")
+        self.label_type = label_type
+        super().__init__(train, transform, target_transform)
+
+    def prepare(self):
+        path = get_file(self.url)
+        name = "train.bin" if self.train else "test.bin"
+        (raw,) = _read_tar_members(path, [name])
+        self.data, labels = _parse_cifar_records(raw, 2, f"{path!r} member {name}")
+        column, n_classes = (1, 100) if self.label_type == "fine" else (0, 20)
+        self.label = np.ascontiguousarray(labels[:, column])
+        if self.label.size and self.label.max() >= n_classes:
+            raise ValueError(
+                f"{path!r}: CIFAR-100 {self.label_type} label {self.label.max()} is out of range"
+            )
+
+    @staticmethod
+    def labels(label_type="fine"):
+        """Class index -> name for the 'fine' (100) or 'coarse' (20) labels."""
+        if label_type == "fine":
+            return dict(enumerate(_CIFAR100_FINE))
+        if label_type == "coarse":
+            return dict(enumerate(_CIFAR100_COARSE))
+        raise ValueError(f"label_type must be 'fine' or 'coarse', got {label_type!r}")
+
+
+# =============================================================================
+# Text
+# =============================================================================
+class Shakespear(Dataset):
+    """Tiny Shakespeare (about 1.1 M characters) for character-level language models.
+
+    The name keeps the book's spelling (``Shakespeare`` is an alias). The text is
+    downloaded once (as ``shakespear.txt``). Characters get ids in order of first
+    appearance (``char_to_id`` / ``id_to_char``); ``data[i]`` is the id of character i and
+    ``label[i]`` that of character i + 1 (int32). There is one split; ``train`` is ignored.
+    """
+
+    url = (
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+        "tinyshakespeare/input.txt"
+    )
+    file_name = "shakespear.txt"
+
+    def prepare(self):
+        path = get_file(self.url, self.file_name)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if len(text) < 2:
+            raise ValueError(f"{path!r} holds {len(text)} characters; need at least 2")
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # ids in order of first appearance, like the book
+        rank = np.empty(len(uniq), dtype=np.int32)
+        rank[order] = np.arange(len(uniq), dtype=np.int32)
+        ids = rank[inverse.reshape(-1)]
+        self.char_to_id = {chr(int(uniq[i])): int(rank[i]) for i in range(len(uniq))}
+        self.id_to_char = {v: k for k, v in self.char_to_id.items()}
+        self.data = ids[:-1]
+        self.label = ids[1:]
+
+
+Shakespeare = Shakespear
+
+
+# =============================================================================
+# ImageNet (class names only)
+# =============================================================================
+class ImageNet(Dataset):
+    """ImageNet class names for the pretrained models (the images are not provided)."""
+
+    labels_url = (
+        "https://gist.githubusercontent.com/yrevar/942d3a0ac09ec9e5eb3a/raw/"
+        "238f720ff059c1f82f368259d1ca4ffa5dd8f9f5/imagenet1000_clsidx_to_labels.txt"
+    )
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            "the ImageNet images are not downloadable automatically; use ImageNet.labels() "
+            "for the class names"
+        )
+
+    @staticmethod
+    def labels():
+        """Class index -> name (1000 classes), from a text file downloaded once."""
+        import ast
+
+        path = get_file(ImageNet.labels_url, "imagenet1000_clsidx_to_labels.txt")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            labels = ast.literal_eval(text)  # a dict literal; literal_eval runs no code
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"{path!r} is not a dict of ImageNet labels ({e})") from e
+        if not isinstance(labels, dict):
+            raise ValueError(f"{path!r} is not a dict of ImageNet labels")
+        return labels

@@ -1,0 +1,158 @@
+"""GPU training step: dezero on CuPy vs PyTorch CUDA, milliseconds per iteration.
+
+Cases (float32, SGD, one iteration = forward + backward + update, synchronised):
+  - MLP 784-1000-1000-10 (ReLU, softmax cross entropy) at batch 100 and batch 1000
+  - the 2-conv MNIST CNN (1->16->32 channels, 3x3 pad 1, ReLU, max-pool 2, linear 10) at
+    batch 100
+
+Needs CuPy and a CUDA device (and torch with CUDA for the baseline); with ``--cpu`` it runs
+the same code on NumPy / PyTorch CPU as a smoke test.
+
+    python benchmarks/bench_gpu.py [--quick] [--cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+try:  # as a script or imported by run.py
+    from common import Table, print_environment, timeit, torch_or_none
+except ImportError:
+    from benchmarks.common import Table, print_environment, timeit, torch_or_none
+
+import dezero
+import dezero.functions as F
+import dezero.layers as L
+from dezero import cuda, optimizers
+from dezero.models import Model
+
+
+class MLP(Model):
+    def __init__(self):
+        super().__init__()
+        self.l1 = L.Linear(1000, in_size=784)
+        self.l2 = L.Linear(1000, in_size=1000)
+        self.l3 = L.Linear(10, in_size=1000)
+
+    def forward(self, x):
+        return self.l3(F.relu(self.l2(F.relu(self.l1(x)))))
+
+
+class CNN(Model):
+    def __init__(self):
+        super().__init__()
+        self.c1 = L.Conv2d(16, 3, 1, 1, in_channels=1)
+        self.c2 = L.Conv2d(32, 3, 1, 1, in_channels=16)
+        self.fc = L.Linear(10, in_size=32 * 7 * 7)
+
+    def forward(self, x):
+        h = F.pooling(F.relu(self.c1(x)), 2, 2)
+        h = F.pooling(F.relu(self.c2(h)), 2, 2)
+        return self.fc(F.reshape(h, (len(h), -1)))
+
+
+def _data(batch, image, xp):
+    rng = np.random.default_rng(0)
+    shape = (batch, 1, 28, 28) if image else (batch, 784)
+    x = rng.random(shape, dtype=np.float32)
+    t = rng.integers(0, 10, batch)
+    return xp.asarray(x), xp.asarray(t)
+
+
+def dezero_step(model_cls, batch, gpu):
+    xp = cuda.cupy if gpu else np
+    model = model_cls()
+    if gpu:
+        model.to_gpu()
+    opt = optimizers.SGD(lr=0.01).setup(model)
+    x, t = _data(batch, model_cls is CNN, xp)
+
+    def step():
+        loss = F.softmax_cross_entropy(model(x), t)
+        model.cleargrads()
+        loss.backward()
+        opt.update()
+        if gpu:
+            cuda.cupy.cuda.Device().synchronize()
+
+    return step
+
+
+def torch_step(torch, model_name, batch, gpu):
+    nn = torch.nn
+    device = "cuda" if gpu else "cpu"
+    if model_name == "mlp":
+        model = nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(),
+                              nn.Linear(1000, 10))
+    else:
+        model = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),
+                              nn.Conv2d(16, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),
+                              nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, t = _data(batch, model_name == "cnn", np)
+    x = torch.from_numpy(x).to(device)
+    t = torch.from_numpy(t).to(device)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        loss = loss_fn(model(x), t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if gpu:
+            torch.cuda.synchronize()
+
+    return step
+
+
+CASES = [("MLP 784-1000-1000-10, batch 100", MLP, "mlp", 100),
+         ("MLP 784-1000-1000-10, batch 1000", MLP, "mlp", 1000),
+         ("CNN 1-16-32 conv3x3 + pool, batch 100", CNN, "cnn", 100)]
+
+
+def run(quick=False, profile=False, gpu=True):
+    if gpu and not cuda.gpu_enable:
+        print("bench_gpu: skipped, CuPy with a CUDA device is required (--cpu smoke tests the "
+              "same code on the CPU)")
+        return []
+    torch = torch_or_none()
+    if torch is not None and gpu and not torch.cuda.is_available():
+        torch = None
+    device = "GPU" if gpu else "CPU"
+    if gpu:
+        name = cuda.cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        device = f"GPU: {name}"
+    table = Table(f"training step, ms per iteration ({device})", unit="ms")
+    repeat, number = (3, 2) if quick else (7, 20)
+    for title, cls, tname, batch in CASES:
+        if cls is CNN and not hasattr(L, "Conv2d"):
+            continue
+        if quick:
+            batch = min(batch, 32)
+        d = timeit(dezero_step(cls, batch, gpu), repeat=repeat, number=number, warmup=3)
+        t = None
+        if torch is not None:
+            t = timeit(torch_step(torch, tname, batch, gpu), repeat=repeat, number=number,
+                       warmup=3)
+        table.add(title, d, t, scale=1e3)
+    return [table]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="smoke test on NumPy / torch CPU")
+    args = parser.parse_args(argv)
+    print_environment()
+    print()
+    for table in run(quick=args.quick, gpu=not args.cpu):
+        table.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
