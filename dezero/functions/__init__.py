@@ -15,6 +15,7 @@ from dezero.functions import (
     noise,
     normalization,
     reduction,
+    rnn,
 )
 from dezero.functions.activation import *
 from dezero.functions.array import *
@@ -27,6 +28,7 @@ from dezero.functions.math import *
 from dezero.functions.noise import *
 from dezero.functions.normalization import *
 from dezero.functions.reduction import *
+from dezero.functions.rnn import *
 
 __all__ = [
     *activation.__all__,
@@ -40,4 +42,5 @@ __all__ = [
     *noise.__all__,
     *normalization.__all__,
     *reduction.__all__,
+    *rnn.__all__,
 ]

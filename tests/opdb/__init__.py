@@ -20,11 +20,12 @@ from tests.opdb import (
     noise,
     normalization,
     reduction,
+    rnn,
 )
 from tests.opdb.base import OpInfo, Sample
 
 _FAMILIES = [core, math, array, reduction, linalg, activation, loss, noise, normalization,
-             embedding, conv, evaluation]
+             embedding, rnn, conv, evaluation]
 
 OPS: list[OpInfo] = [op for family in _FAMILIES for op in family.OPS]
 
