@@ -316,29 +316,38 @@ class Variable:
     def __neg__(self):
         return neg(self)
 
+    # The common operators dispatch directly (they run for every op of every model).
     def __add__(self, other):
-        return add(self, other)
+        if isinstance(other, Variable):
+            return Add()(self, other)
+        return AddConstant(_operand(other, self.data))(self)
 
     def __radd__(self, other):
-        return add(self, other)
+        return AddConstant(_operand(other, self.data))(self)
 
     def __sub__(self, other):
-        return sub(self, other)
+        if isinstance(other, Variable):
+            return Sub()(self, other)
+        return AddConstant(-_operand(other, self.data))(self)
 
     def __rsub__(self, other):
-        return rsub(self, other)
+        return SubConstant(_operand(other, self.data))(self)
 
     def __mul__(self, other):
-        return mul(self, other)
+        if isinstance(other, Variable):
+            return Mul()(self, other)
+        return MulConstant(_operand(other, self.data))(self)
 
     def __rmul__(self, other):
-        return mul(self, other)
+        return MulConstant(_operand(other, self.data))(self)
 
     def __truediv__(self, other):
-        return div(self, other)
+        if isinstance(other, Variable):
+            return Div()(self, other)
+        return DivByConstant(_operand(other, self.data))(self)
 
     def __rtruediv__(self, other):
-        return rdiv(self, other)
+        return DivConstant(_operand(other, self.data))(self)
 
     def __pow__(self, other):
         return pow(self, other)
@@ -389,6 +398,15 @@ class Function:
             xs = (x,)
             need_grad = x.requires_grad
             ys = self.forward(x.data)
+        elif len(inputs) == 2:
+            x0, x1 = inputs
+            if not isinstance(x0, Variable):
+                x0 = _constant(x0)
+            if not isinstance(x1, Variable):
+                x1 = _constant(x1)
+            xs = (x0, x1)
+            need_grad = x0.requires_grad or x1.requires_grad
+            ys = self.forward(x0.data, x1.data)
         else:
             need_grad = False
             xs = []
@@ -405,7 +423,10 @@ class Function:
             outputs = [Variable(ys)]
         if Config.enable_backprop:
             if need_grad:
-                gen = max([x.generation for x in xs]) if len(xs) > 1 else xs[0].generation
+                gen = xs[0].generation
+                for x in xs:
+                    if x.generation > gen:
+                        gen = x.generation
                 self.generation = gen
                 gen += 1
                 for y in outputs:
@@ -433,6 +454,9 @@ class BinaryFunction(Function):
 
     ``_reduce`` is the one place where broadcast gradients are summed back with ``sum_to``
     (and cast back to the input's dtype when the op promoted it).
+
+    Backward passes that record no graph (``create_graph=False``, the common case) take a
+    fast path on raw arrays: same formulas, no Function objects; the engine wraps arrays.
     """
 
     def _reduce(self, gx0, gx1):
@@ -452,11 +476,25 @@ def _fit(gx: Variable, x: Variable) -> Variable:
     return gx
 
 
+def _fit_array(g, x: Variable):
+    """``_fit`` on a raw gradient array (the no-graph fast path of a backward)."""
+    xd = x.data
+    if g.shape != xd.shape:
+        g = dezero.utils.sum_to(g, xd.shape)
+    if g.dtype != xd.dtype and xd.dtype.kind == "f":
+        g = g.astype(xd.dtype)
+    return g
+
+
 class Add(BinaryFunction):
     def forward(self, x0, x1):
         return x0 + x1
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            x0, x1 = self.inputs
+            g = gy.data
+            return _fit_array(g, x0), _fit_array(g, x1)
         return self._reduce(gy, gy)
 
 
@@ -465,6 +503,10 @@ class Sub(BinaryFunction):
         return x0 - x1
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            x0, x1 = self.inputs
+            g = gy.data
+            return _fit_array(g, x0), _fit_array(-g, x1)
         return self._reduce(gy, -gy)
 
 
@@ -474,6 +516,10 @@ class Mul(BinaryFunction):
 
     def backward(self, gy):
         x0, x1 = self.inputs
+        if not Config.enable_backprop:
+            g = gy.data
+            return (_fit_array(g * x1.data, x0) if x0.requires_grad else None,
+                    _fit_array(g * x0.data, x1) if x1.requires_grad else None)
         return self._reduce(
             gy * x1 if x0.requires_grad else None, gy * x0 if x1.requires_grad else None
         )
@@ -485,6 +531,10 @@ class Div(BinaryFunction):
 
     def backward(self, gy):
         x0, x1 = self.inputs
+        if not Config.enable_backprop:
+            g0 = gy.data / x1.data
+            g1 = -g0 * x0.data / x1.data if x1.requires_grad else None
+            return _fit_array(g0, x0), None if g1 is None else _fit_array(g1, x1)
         gx0 = gy / x1
         return self._reduce(gx0, gx0 * (-x0 / x1) if x1.requires_grad else None)
 
@@ -506,6 +556,8 @@ class AddConstant(_ConstantOp):
         return x + self.c
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            return _fit_array(gy.data, self.inputs[0])
         return self._fit(gy)
 
 
@@ -516,6 +568,8 @@ class SubConstant(_ConstantOp):
         return self.c - x
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            return _fit_array(-gy.data, self.inputs[0])
         return self._fit(-gy)
 
 
@@ -524,6 +578,8 @@ class MulConstant(_ConstantOp):
         return x * self.c
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            return _fit_array(gy.data * self.c, self.inputs[0])
         return self._fit(gy * self.c)
 
 
@@ -534,6 +590,8 @@ class DivByConstant(_ConstantOp):
         return x / self.c
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            return _fit_array(gy.data / self.c, self.inputs[0])
         return self._fit(gy / self.c)
 
 
@@ -545,6 +603,9 @@ class DivConstant(_ConstantOp):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if not Config.enable_backprop:
+            xd = x.data
+            return _fit_array(gy.data * (-self.c) / (xd * xd), x)
         return self._fit(gy * (-self.c) / (x * x))
 
 
@@ -553,6 +614,8 @@ class Neg(Function):
         return -x
 
     def backward(self, gy):
+        if not Config.enable_backprop:
+            return -gy.data
         return -gy
 
 

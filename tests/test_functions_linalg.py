@@ -74,7 +74,7 @@ def test_linear_skips_the_gradient_of_a_data_batch():
     b = Variable(np.zeros(2, dtype=np.float32))
     y = F.linear(x, W, b)
     f = y.creator
-    assert f.need_gx is False
+    assert f.inputs[0].requires_grad is False
     F.sum(y).backward()
     assert f.inputs[0].grad is None  # nobody can read it, so it was never computed
     np.testing.assert_array_equal(W.grad.data, np.full((3, 2), 4.0))
@@ -184,3 +184,16 @@ def test_einsum_third_order():
     x.cleargrad()
     F.sum(g2).backward()
     np.testing.assert_allclose(x.grad.data, [6.0, 6.0])
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_linear_mixed_precision_gradients_take_each_input_dtype(create_graph):
+    x = Variable(np.ones((2, 3), dtype=np.float64))
+    W = Variable(np.ones((3, 4), dtype=np.float32))
+    b = Variable(np.zeros(4, dtype=np.float32))
+    y = F.linear(x, W, b)
+    assert y.dtype == np.float64
+    F.sum(y).backward(create_graph=create_graph)
+    assert x.grad.dtype == np.float64
+    assert W.grad.dtype == np.float32 and b.grad.dtype == np.float32
+    np.testing.assert_array_equal(W.grad.data, np.full((3, 4), 2.0))

@@ -8,7 +8,7 @@ import string
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Function, Variable, as_variable
+from dezero.core import Config, Function, Variable, _constant, _fit, _fit_array
 
 __all__ = ["einsum", "linear", "linear_simple", "matmul"]
 
@@ -23,6 +23,11 @@ def _swap_last(x):
     return transpose(x, axes)
 
 
+def _as_operand(x):
+    """A Variable for ``x``; a raw array becomes a constant (no gradient is computed)."""
+    return x if isinstance(x, Variable) else _constant(x)
+
+
 def _shape_str(shape):
     return "(" + "x".join(str(s) for s in shape) + ")"
 
@@ -31,10 +36,6 @@ def _shape_str(shape):
 # matmul
 # =============================================================================
 class MatMul(Function):
-    def __init__(self, need_gx=True, need_gW=True):
-        self.need_gx = need_gx
-        self.need_gW = need_gW
-
     def forward(self, x, W):
         if x.shape[-1] != W.shape[-2]:
             raise ValueError(
@@ -44,18 +45,16 @@ class MatMul(Function):
         return x @ W
 
     def backward(self, gy):
-        from dezero.functions.array import sum_to
-
+        # No gradient is computed for an operand that needs none (a plain ndarray such as a
+        # data batch). Without a graph of the backward pass, plain arrays are enough.
         x, W = self.inputs
-        gx = gW = None
-        if self.need_gx:
-            gx = matmul(gy, _swap_last(W))
-            if gx.shape != x.shape:
-                gx = sum_to(gx, x.shape)
-        if self.need_gW:
-            gW = matmul(_swap_last(x), gy)
-            if gW.shape != W.shape:
-                gW = sum_to(gW, W.shape)
+        if not Config.enable_backprop:
+            g = gy.data
+            gx = _fit_array(g @ W.data.swapaxes(-1, -2), x) if x.requires_grad else None
+            gW = _fit_array(x.data.swapaxes(-1, -2) @ g, W) if W.requires_grad else None
+            return gx, gW
+        gx = _fit(matmul(gy, _swap_last(W)), x) if x.requires_grad else None
+        gW = _fit(matmul(_swap_last(x), gy), W) if W.requires_grad else None
         return gx, gW
 
 
@@ -91,8 +90,8 @@ def matmul(x, W):
     """
     from dezero.functions.array import reshape
 
-    f = MatMul(isinstance(x, Variable), isinstance(W, Variable))
-    x, W = as_variable(x), as_variable(W)
+    f = MatMul()
+    x, W = _as_operand(x), _as_operand(W)
     if x.ndim == 0 or W.ndim == 0:
         raise ValueError("matmul: operands must have at least one dimension (use * for scalars)")
     if x.ndim == 1 and W.ndim == 1:
@@ -112,30 +111,27 @@ def matmul(x, W):
 class Linear(Function):
     """``x @ W + b`` in one op (no intermediate Variable, bias added in place)."""
 
-    def __init__(self, need_gx=True):
-        self.need_gx = need_gx
-
     def forward(self, x, W, b=None):
         y = x @ W
         if b is not None:
-            y += b
+            y += b  # in place: a float64 bias does not promote a float32 product
         return y
 
     def backward(self, gy):
-        from dezero.functions.array import sum_to
-
         x, W = self.inputs[:2]
-        gx = matmul(gy, W.T) if self.need_gx else None
-        gW = matmul(x.T, gy)
-        if len(self.inputs) == 2:
+        b = self.inputs[2] if len(self.inputs) == 3 else None
+        if not Config.enable_backprop:  # no graph wanted: plain arrays (see MatMul)
+            g = gy.data
+            gx = _fit_array(g @ W.data.T, x) if x.requires_grad else None
+            gW = _fit_array(x.data.T @ g, W) if W.requires_grad else None
+            if b is None:
+                return gx, gW
+            return gx, gW, (_fit_array(g, b) if b.requires_grad else None)
+        gx = _fit(matmul(gy, W.T), x) if x.requires_grad else None
+        gW = _fit(matmul(x.T, gy), W) if W.requires_grad else None
+        if b is None:
             return gx, gW
-        b = self.inputs[2]
-        gb = sum_to(gy, b.shape)
-        if gb.dtype != b.dtype:
-            from dezero.functions.math import astype
-
-            gb = astype(gb, b.dtype)
-        return gx, gW, gb
+        return gx, gW, (_fit(gy, b) if b.requires_grad else None)
 
 
 def linear(x, W, b=None):
@@ -174,7 +170,6 @@ def linear(x, W, b=None):
     variable([[4. 4. 4. 4.]
               [4. 4. 4. 4.]])
     """
-    need_gx = isinstance(x, Variable)
     x_shape = x.shape
     W_shape = W.shape
     if len(W_shape) != 2:
@@ -194,12 +189,12 @@ def linear(x, W, b=None):
                 f"(N, {W_shape[1]})"
             )
     if len(x_shape) == 2:
-        f = Linear(need_gx)
+        f = Linear()
         return f(x, W) if b is None else f(x, W, b)
     from dezero.functions.array import reshape
 
     x2 = reshape(x, (-1, x_shape[-1]))
-    f = Linear(need_gx)
+    f = Linear()
     y = f(x2, W) if b is None else f(x2, W, b)
     return reshape(y, (*x_shape[:-1], W_shape[1]))
 

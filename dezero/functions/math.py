@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from dezero import cuda
-from dezero.core import BinaryFunction, Function, Variable, _constant_like, _lhs
+from dezero.core import (
+    BinaryFunction,
+    Config,
+    Function,
+    Variable,
+    _constant_like,
+    _fit_array,
+    _lhs,
+)
 
 __all__ = [
     "abs",
@@ -32,6 +40,8 @@ class Square(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if not Config.enable_backprop:  # no graph wanted: plain arrays (see core.Add)
+            return _fit_array(gy.data * x.data * 2, x)
         return gy * x * 2
 
 
@@ -40,7 +50,10 @@ class Exp(Function):
         return cuda.get_array_module(x).exp(x)
 
     def backward(self, gy):
-        return gy * self.outputs[0]()
+        y = self.outputs[0]()
+        if not Config.enable_backprop:
+            return _fit_array(gy.data * y.data, y)
+        return gy * y
 
 
 class Log(Function):
@@ -49,6 +62,8 @@ class Log(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if not Config.enable_backprop:
+            return _fit_array(gy.data / x.data, x)
         return gy / x
 
 
@@ -58,6 +73,8 @@ class Sin(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if not Config.enable_backprop:
+            return _fit_array(gy.data * cuda.get_array_module(x.data).cos(x.data), x)
         return gy * cos(x)
 
 
@@ -67,6 +84,8 @@ class Cos(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if not Config.enable_backprop:
+            return _fit_array(-gy.data * cuda.get_array_module(x.data).sin(x.data), x)
         return gy * -sin(x)
 
 
@@ -76,6 +95,9 @@ class Tanh(Function):
 
     def backward(self, gy):
         y = self.outputs[0]()
+        if not Config.enable_backprop:
+            yd = y.data
+            return _fit_array(gy.data * (1 - yd * yd), y)
         return gy * (1 - y * y)
 
 
