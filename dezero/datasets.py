@@ -54,7 +54,7 @@ class Dataset:
     ...         self.label = self.data ** 2
     >>> ds = Squares()
     >>> len(ds), ds[3]
-    (4, (np.int64(3), np.int64(9)))
+    (4, (3, 9))
     """
 
     def __init__(self, train=True, transform=None, target_transform=None):

@@ -48,7 +48,8 @@ class Sigmoid(Function):
         # overflows, and e / (1 + e) keeps full relative precision in the left tail
         # (0.5 * tanh(x / 2) + 0.5, also stable, rounds sigmoid(-50) = 2e-22 to 0).
         e = xp.exp(-xp.abs(x))
-        return xp.where(x >= 0, 1, e) / (1 + e)
+        one = x.dtype.type(1)  # typed, so that a 0-d float32 stays float32 on NumPy 1.x
+        return xp.where(x >= 0, one, e) / (one + e)
 
     def backward(self, gy):
         y = self.outputs[0]()
@@ -119,7 +120,7 @@ def sigmoid_simple(x):
 class ReLU(Function):
     def forward(self, x):
         xp = cuda.get_array_module(x)
-        return xp.maximum(x, 0)
+        return xp.maximum(x, x.dtype.type(0))
 
     def backward(self, gy):
         (x,) = self.inputs
@@ -163,7 +164,8 @@ class LeakyReLU(Function):
 
     def forward(self, x):
         xp = cuda.get_array_module(x)
-        return xp.where(x > 0, x, x * self.slope)
+        # a typed slope: NumPy 1.x turns a 0-d float32 times a Python float into float64
+        return xp.where(x > 0, x, x * x.dtype.type(self.slope))
 
     def backward(self, gy):
         (x,) = self.inputs
