@@ -767,7 +767,10 @@ class _ConvBase(Layer):
                 f"{tuple(x.shape)}"
             )
         if self.W.data is None:
-            self._init_W(cuda.get_array_module(x), x.shape[1])
+            xp = cuda.get_array_module(x)
+            self._init_W(xp, x.shape[1])
+            if self.b is not None and cuda.get_array_module(self.b.data) is not xp:
+                self.b.data = xp.asarray(self.b.data)  # follow W onto the input's device
 
 
 class Conv2d(_ConvBase):

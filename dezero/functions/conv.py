@@ -1,5 +1,1107 @@
-"""dezero.functions.conv (being written)."""
+"""Convolution and pooling on NCHW arrays: conv2d, deconv2d, pooling, average_pooling,
+im2col, col2im and the book's composites conv2d_simple and pooling_simple.
+
+How the work is laid out (the reason this module is fast on the CPU):
+
+* im2col is a strided *view* of the (padded) input, shaped (N, C, KH, KW, OH, OW); one copy
+  materialises it as the GEMM operand (C*KH*KW, N*OH*OW). No Python loop runs over output
+  positions anywhere.
+* conv2d is ONE GEMM ``W (OC, C*KH*KW) @ col (C*KH*KW, N*OH*OW)``; one transposing copy,
+  which also adds the bias, hands the result out as a contiguous NCHW array. The weight
+  gradient is one GEMM over the batch with the forward's col (kept, not recomputed); the
+  input gradient is deconv2d: one GEMM, then col2im.
+* col2im accumulates over the KH*KW kernel offsets: one strided add over whole images each.
+* Max pooling keeps, per output, the uint8 offset of the winner in its window, tracked with
+  whole-array ufuncs (no argmax); its backward is a scatter whose backward is a gather.
+* Large temporaries come from a small per-thread workspace (no fresh pages every step);
+  the copies and ufuncs around the GEMMs are split over the batch on worker threads where
+  there are cores to spare (NumPy releases the GIL inside its loops).
+* Every function here is linear or piecewise linear in each argument and its backward is
+  written with functions of this module, so derivatives of any order are available, the
+  weight gradient of conv2d included (Conv2dGradW's own backward is conv2d/deconv2d).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from dezero import cuda
+from dezero.core import Config, Function, Variable, as_variable
+from dezero.utils import get_conv_outsize, get_deconv_outsize, pair
+
+__all__ = [
+    "average_pooling",
+    "col2im",
+    "conv2d",
+    "conv2d_simple",
+    "deconv2d",
+    "im2col",
+    "pooling",
+    "pooling_simple",
+]
+
+
+# =============================================================================
+# Argument checking
+# =============================================================================
+def _int_pair(fname, what, value, minimum):
+    try:
+        p = pair(value)
+    except ValueError:
+        raise ValueError(
+            f"{fname}: {what} must be an int or a pair of ints, got {value!r}"
+        ) from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
+        raise ValueError(f"{fname}: {what} must be an int or a pair of ints, got {value!r}")
+    p = (int(p[0]), int(p[1]))
+    if min(p) < minimum:
+        rule = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{fname}: {what} must be {rule}, got {value!r}")
+    return p
+
+
+def _check_4d(fname, what, a):
+    if a.ndim != 4:
+        raise ValueError(
+            f"{fname}: expected a 4-D {what} (N, C, H, W), got an array of shape {a.shape}"
+        )
+
+
+def _check_fits(fname, in_hw, ksize, pad):
+    (H, W), (KH, KW), (PH, PW) = in_hw, ksize, pad
+    if KH > H + 2 * PH or KW > W + 2 * PW:
+        raise ValueError(
+            f"{fname}: kernel {KH}x{KW} is larger than the padded input "
+            f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, pad {PH}x{PW})"
+        )
+
+
+def _out_hw(in_hw, ksize, stride, pad):
+    return (get_conv_outsize(in_hw[0], ksize[0], stride[0], pad[0]),
+            get_conv_outsize(in_hw[1], ksize[1], stride[1], pad[1]))
+
+
+def _match_dtype(g, x):
+    """Cast a gradient to its input's float dtype (inputs of mixed precision)."""
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        from dezero.functions.math import astype
+
+        g = astype(g, x.dtype)
+    return g
+
+
+# =============================================================================
+# Worker threads for the work around the GEMMs
+# =============================================================================
+def _default_threads():
+    env = os.environ.get("DEZERO_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    # On 2 cores BLAS's worker thread, which spins for a while after every GEMM, holds the
+    # second core: measured, a thread of ours there gains nothing. From 4 cores on it pays.
+    return 1 if n <= 2 else min(n, 8)
+
+
+# Threads for the NumPy work of im2col/col2im, pooling and layout copies (the GEMMs run on
+# BLAS's own threads). NumPy releases the GIL inside its loops, so splitting a large copy or
+# ufunc over the batch runs it on several cores, as PyTorch's CPU kernels do. Environment
+# variable DEZERO_NUM_THREADS overrides the default (1 on 2 cores, else the usable cores,
+# at most 8).
+_num_threads = _default_threads()
+_MIN_PARALLEL_WORK = 1 << 17  # elements; below this, handing work over costs more
+_executor = None
+_executor_key = None
+_executor_lock = threading.Lock()
+
+
+def _get_executor(workers):
+    global _executor, _executor_key
+    key = (os.getpid(), workers)  # a forked child needs threads of its own
+    with _executor_lock:
+        if _executor_key != key:
+            if _executor is not None and _executor_key[0] == os.getpid():
+                _executor.shutdown(wait=False)  # its idle threads exit
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dezero")
+            _executor_key = key
+        return _executor
+
+
+def _parallel(xp, fn, n, work):
+    """Call ``fn(lo, hi)`` on consecutive chunks of ``range(n)`` (the batch axis) on up to
+    ``_num_threads`` threads, the caller's included; one call when ``work`` (elements
+    touched) is small or the arrays are CuPy's. The chunks must write disjoint slices."""
+    T = min(_num_threads, n)
+    if xp is not np or T <= 1 or work < _MIN_PARALLEL_WORK:
+        fn(0, n)
+        return
+    bounds = [n * i // T for i in range(T + 1)]
+    executor = _get_executor(T - 1)
+    futures = [executor.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, T)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        errors = [f.exception() for f in futures]  # waits for every chunk
+    for e in errors:
+        if e is not None:
+            raise e
+
+
+# =============================================================================
+# Workspace: reused buffers for the large temporaries
+# =============================================================================
+class _Workspace(threading.local):
+    """Per-thread free lists of large scratch arrays, keyed by (shape, dtype); NumPy only.
+
+    The big temporaries of a convolution (im2col columns, their gradient, transposed
+    operands, padded images) have the same shapes at every step. Allocated afresh, each
+    one is mapped and faulted in page by page by the C library, which cost about a fifth
+    of a CNN training step on the CPU. Only arrays that nothing else can reference are
+    given back. CuPy keeps its own memory pool, so there ``take`` just allocates.
+    """
+
+    min_bytes = 1 << 20  # smaller arrays are cheap for malloc: not kept
+    max_bytes = 256 << 20  # at most this much is kept (least recently returned go first)
+
+    def __init__(self):
+        self.free: dict = {}
+        self.nbytes = 0
+
+    def take(self, xp, shape, dtype):
+        if xp is np:
+            if not _malloc_primed:
+                _prime_malloc()
+            key = (tuple(shape), np.dtype(dtype))
+            arrays = self.free.get(key)
+            if arrays:
+                a = arrays.pop()
+                if not arrays:
+                    del self.free[key]
+                self.nbytes -= a.nbytes
+                return a
+        return xp.empty(shape, dtype=dtype)
+
+    def give(self, a):
+        if (type(a) is not np.ndarray or a.base is not None
+                or not self.min_bytes <= a.nbytes <= self.max_bytes):
+            return
+        key = (a.shape, a.dtype)
+        arrays = self.free.pop(key, [])
+        arrays.append(a)
+        self.free[key] = arrays  # (re)inserted last: dict order is the LRU order
+        self.nbytes += a.nbytes
+        while self.nbytes > self.max_bytes:
+            old_key = next(iter(self.free))
+            old = self.free[old_key]
+            self.nbytes -= old.pop(0).nbytes
+            if not old:
+                del self.free[old_key]
+
+    def clear(self):
+        self.free.clear()
+        self.nbytes = 0
+
+
+_ws = _Workspace()
+_malloc_primed = False
+
+
+def _prime_malloc():
+    """Free one 20 MiB block, once per process, before the first convolution on the CPU.
+
+    glibc's malloc serves large requests with fresh mmap'd pages (zeroed by the kernel, one
+    page fault per 4 KiB) until a large block has been freed; then it raises its threshold
+    to that block's size and serves smaller requests from the heap, whose pages stay mapped.
+    A CNN step allocates dozens of multi-megabyte activations and gradients: without this,
+    their page faults cost about a fifth of the step. The block is never touched (no
+    memory is used); elsewhere than glibc this does nothing noticeable.
+    """
+    global _malloc_primed
+    _malloc_primed = True
+    block = np.empty(20 << 20, dtype=np.uint8)
+    del block
+
+
+# =============================================================================
+# Array-level kernels (NumPy or CuPy)
+# =============================================================================
+def _as_strided(xp, a, shape, strides):
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides)
+
+
+def _cn_order(a):
+    """True when ``a`` (N, C, ...) is stored channel-major, i.e. as (C, N, ...)."""
+    return a.shape[0] > 1 and a.shape[1] > 1 and a.strides[1] > a.strides[0]
+
+
+def _new_image(xp, shape, dtype, cn, fill=0, scratch=False):
+    """A 4-D (N, C, H, W) array filled with ``fill`` (None: uninitialised), stored as
+    (C, N, H, W) when ``cn``; from the workspace when ``scratch`` (give it back after)."""
+    N, C, H, W = shape
+    alloc_shape = (C, N, H, W) if cn else shape
+    if scratch:
+        a = _ws.take(xp, alloc_shape, dtype)
+        if fill is not None:
+            a.fill(fill)
+    elif fill is None:
+        a = xp.empty(alloc_shape, dtype=dtype)
+    elif fill == 0:
+        a = xp.zeros(alloc_shape, dtype=dtype)
+    else:
+        a = xp.full(alloc_shape, fill, dtype=dtype)
+    return a.transpose(1, 0, 2, 3) if cn else a
+
+
+def _base(a):
+    """The array that owns ``a``'s memory (``a`` itself when it owns it)."""
+    while a.base is not None and isinstance(a.base, type(a)):
+        a = a.base
+    return a
+
+
+def _pad(x, pad, fill=0, scratch=False):
+    """x padded with ``fill`` (x itself without padding); ``scratch``: the padded copy is a
+    workspace array (give it back when done)."""
+    PH, PW = pad
+    if PH == 0 and PW == 0:
+        return x
+    xp = cuda.get_array_module(x)
+    N, C, H, W = x.shape
+    xpad = _new_image(xp, (N, C, H + 2 * PH, W + 2 * PW), x.dtype, _cn_order(x), None,
+                      scratch)
+
+    def chunk(a, b):  # the borders, then the interior: each element is written once
+        xc = xpad[a:b]
+        xc[:, :, :PH] = fill
+        xc[:, :, PH + H:] = fill
+        xc[:, :, PH:PH + H, :PW] = fill
+        xc[:, :, PH:PH + H, PW + W:] = fill
+        xc[:, :, PH:PH + H, PW:PW + W] = x[a:b]
+
+    _parallel(xp, chunk, N, xpad.size)
+    return xpad
+
+
+def _strided_windows(xpad, ksize, stride, out_hw):
+    """Read-only strided view (N, C, KH, KW, OH, OW) of the windows of ``xpad``."""
+    xp = cuda.get_array_module(xpad)
+    N, C = xpad.shape[:2]
+    (KH, KW), (SY, SX), (OH, OW) = ksize, stride, out_hw
+    sN, sC, sH, sW = xpad.strides
+    return _as_strided(xp, xpad, (N, C, KH, KW, OH, OW), (sN, sC, sH, sW, sH * SY, sW * SX))
+
+
+def _windows(x, ksize, stride, pad, fill=0):
+    """Read-only strided view (N, C, KH, KW, OH, OW) of the windows of the padded ``x``."""
+    out_hw = _out_hw(x.shape[2:], ksize, stride, pad)
+    return _strided_windows(_pad(x, pad, fill), ksize, stride, out_hw)
+
+
+def _col_matrix(x, ksize, stride, pad):
+    """im2col as the GEMM operand (C*KH*KW, N*OH*OW): one copy out of the strided view.
+
+    Returns ``(col, owned)``; ``owned``: col is a workspace array (give it back when done).
+    """
+    xp = cuda.get_array_module(x)
+    N, C, H, W = x.shape
+    if tuple(ksize) == (1, 1) and tuple(stride) == (1, 1) and tuple(pad) == (0, 0):
+        return _channel_matrix(x), False  # nothing to unfold
+    KH, KW = ksize
+    OH, OW = _out_hw((H, W), ksize, stride, pad)
+    xpad = _pad(x, pad, scratch=True)
+    win = _strided_windows(xpad, ksize, stride, (OH, OW))
+    col = _ws.take(xp, (C * KH * KW, N * OH * OW), x.dtype)
+    dst = col.reshape(C, KH, KW, N, OH, OW)
+    src = win.transpose(1, 2, 3, 0, 4, 5)
+
+    def chunk(a, b):
+        dst[:, :, :, a:b] = src[:, :, :, a:b]
+
+    _parallel(xp, chunk, N, col.size)
+    if xpad is not x:
+        _ws.give(_base(xpad))
+    return col, True
+
+
+def _channel_matrix(a, scratch=False):
+    """(N, C, H, W) -> the (C, N*H*W) matrix that the GEMMs take (a view when possible).
+
+    With ``scratch``, returns ``(matrix, owned)``: a needed copy is made into a workspace
+    array (``owned``; give it back when done).
+    """
+    N, C, H, W = a.shape
+    t = a.transpose(1, 0, 2, 3)
+    if not scratch:
+        return t.reshape(C, N * H * W)
+    if t.flags.c_contiguous:
+        return t.reshape(C, N * H * W), False
+    xp = cuda.get_array_module(a)
+    m = _ws.take(xp, (C, N * H * W), a.dtype)
+    m4 = m.reshape(C, N, H, W)
+
+    def chunk(lo, hi):
+        m4[:, lo:hi] = t[:, lo:hi]
+
+    _parallel(xp, chunk, N, a.size)
+    return m, True
+
+
+def _col2im(col, in_hw, stride, pad, b=None):
+    """Sum the windows ``col`` (N, C, KH, KW, OH, OW) back into a contiguous (N, C, H, W)
+    image (plus the bias ``b`` per channel): one strided add per kernel offset, in the
+    memory order of ``col``."""
+    xp = cuda.get_array_module(col)
+    N, C, KH, KW, OH, OW = col.shape
+    (H, W), (SY, SX), (PH, PW) = in_hw, stride, pad
+    Hp = max(H + 2 * PH, SY * (OH - 1) + KH)
+    Wp = max(W + 2 * PW, SX * (OW - 1) + KW)
+    cn = _cn_order(col)
+    direct = not cn and (Hp, Wp) == (H, W)  # the sums land in the output itself
+    img = _new_image(xp, (N, C, Hp, Wp), col.dtype, cn, None if not direct else 0,
+                     scratch=not direct)
+    y = img if direct else xp.empty((N, C, H, W), dtype=col.dtype)
+    b4 = None if b is None else b.reshape(1, C, 1, 1)
+
+    def chunk(lo, hi):
+        im = img[lo:hi]
+        if not direct:
+            im.fill(0)
+        for kh in range(KH):
+            for kw in range(KW):
+                im[:, :, kh:kh + SY * OH:SY, kw:kw + SX * OW:SX] += col[lo:hi, :, kh, kw]
+        if direct:
+            if b4 is not None:
+                im += b4
+        elif b4 is None:
+            y[lo:hi] = im[:, :, PH:PH + H, PW:PW + W]
+        else:
+            xp.add(im[:, :, PH:PH + H, PW:PW + W], b4, out=y[lo:hi])
+
+    _parallel(xp, chunk, N, col.size + img.size)
+    if not direct:
+        _ws.give(_base(img))
+    return y
+
+
+def _conv2d_array(x, W, b, stride, pad):
+    """conv2d on arrays; returns (y, col, owned) with col the GEMM operand (kept for gW).
+
+    The GEMM gives (OC, N, OH, OW); it is handed out as a contiguous NCHW array (one
+    transposing copy that also adds the bias; none for N == 1) so that every op downstream
+    sees the usual layout.
+    """
+    xp = cuda.get_array_module(x)
+    N = x.shape[0]
+    OC, _, KH, KW = W.shape
+    OH, OW = _out_hw(x.shape[2:], (KH, KW), stride, pad)
+    col, owned = _col_matrix(x, (KH, KW), stride, pad)
+    W2 = W.reshape(OC, -1)
+    dtype = np.result_type(W2.dtype, col.dtype)
+    if N == 1:
+        y = W2 @ col
+        if b is not None:
+            y += b.reshape(OC, 1)
+        return y.reshape(1, OC, OH, OW), col, owned
+    t = _ws.take(xp, (OC, N * OH * OW), dtype)
+    xp.matmul(W2, col, out=t)  # (OC, N*OH*OW): the one large GEMM
+    tt = t.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3)
+    y = xp.empty((N, OC, OH, OW), dtype=dtype)
+    b4 = None if b is None else b.reshape(1, OC, 1, 1)
+
+    def chunk(lo, hi):
+        if b4 is None:
+            y[lo:hi] = tt[lo:hi]
+        else:
+            xp.add(tt[lo:hi], b4, out=y[lo:hi])
+
+    _parallel(xp, chunk, N, y.size)
+    _ws.give(t)
+    return y, col, owned
+
+
+def _deconv2d_array(x, W, b, stride, pad, outsize, x_mat=None):
+    """Transposed convolution on arrays: x (N, C, H, W), W (C, OC, KH, KW).
+
+    ``x_mat`` is x as a (C, N*H*W) matrix when the caller has it already.
+    """
+    xp = cuda.get_array_module(x)
+    N, C, H, Wd = x.shape
+    _, OC, KH, KW = W.shape
+    owned = False
+    if x_mat is None:
+        x_mat, owned = _channel_matrix(x, scratch=True)
+    W2T = W.reshape(C, -1).T
+    gcol = _ws.take(xp, (OC * KH * KW, N * H * Wd), np.result_type(W2T.dtype, x_mat.dtype))
+    xp.matmul(W2T, x_mat, out=gcol)  # (OC*KH*KW, N*H*W): one large GEMM
+    if owned:
+        _ws.give(x_mat)
+    col6 = gcol.reshape(OC, KH, KW, N, H, Wd).transpose(3, 0, 1, 2, 4, 5)
+    y = _col2im(col6, outsize, stride, pad, b)
+    _ws.give(gcol)
+    return y
+
+
+def _conv2d_grad_w_array(x, gy, ksize, stride, pad, col=None, gy_mat=None, col_owned=False):
+    """gW (OC, C, KH, KW) = gy (OC, N*OH*OW) @ col(x).T: one GEMM over the batch."""
+    C = x.shape[1]
+    OC = gy.shape[1]
+    if col is None:
+        col, col_owned = _col_matrix(x, ksize, stride, pad)
+    gy_owned = False
+    if gy_mat is None:
+        gy_mat, gy_owned = _channel_matrix(gy, scratch=True)
+    xp = cuda.get_array_module(gy_mat)
+    # (col @ gy^T)^T: the same product, but OpenBLAS runs this orientation of the long
+    # contraction (K = N*OH*OW) markedly faster
+    gW = xp.ascontiguousarray((col @ gy_mat.T).T).reshape(OC, C, *ksize)
+    if col_owned:
+        _ws.give(col)
+    if gy_owned:
+        _ws.give(gy_mat)
+    return gW
+
+
+# =============================================================================
+# Convolution Functions
+# =============================================================================
+def _bias_grad(gy, b):
+    from dezero.functions.reduction import sum as _sum
+
+    return _match_dtype(_sum(gy, axis=(0, 2, 3)), b)
+
+
+class Conv2d(Function):
+    """y = conv(x, W) + b; backward: gx = deconv2d(gy, W), gW = Conv2dGradW(x, gy).
+
+    ``need_gx=False`` (x was a plain array, whose gradient nobody can read) skips the
+    input gradient.
+    """
+
+    def __init__(self, stride, pad, need_gx=True):
+        self.stride = stride
+        self.pad = pad
+        self.need_gx = need_gx
+        self._col = None
+        self._col_owned = False
+
+    def forward(self, x, W, b=None):
+        y, col, owned = _conv2d_array(x, W, b, self.stride, self.pad)
+        if Config.enable_backprop:
+            # kept for the weight gradient (im2col is paid once); ownership moves to it
+            self._col, self._col_owned = col, owned
+        elif owned:
+            _ws.give(col)
+        return y
+
+    def backward(self, gy):
+        x, W = self.inputs[:2]
+        # gy as a (OC, N*OH*OW) matrix: one transposing copy, shared by both products
+        gy_mat, gy_owned = _channel_matrix(gy.data, scratch=True)
+        gx = None
+        if self.need_gx:
+            gx = Deconv2d(self.stride, self.pad, x.shape[2:], x_mat=gy_mat)(gy, W)
+            gx = _match_dtype(gx, x)
+        col, owned = self._col, self._col_owned
+        self._col, self._col_owned = None, False  # a second backward recomputes it
+        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad, col, gy_mat, owned)(x, gy)
+        gxs = (gx, _match_dtype(gW, W))
+        if len(self.inputs) == 3:
+            b = self.inputs[2]
+            if Config.enable_backprop:
+                gxs += (_bias_grad(gy, b),)
+            else:  # first order only: a row sum of the matrix at hand
+                gxs += (Variable(gy_mat.sum(axis=1).astype(b.dtype, copy=False)),)
+        if gy_owned:
+            _ws.give(gy_mat)
+        return gxs
+
+
+class Deconv2d(Function):
+    """Transposed convolution; backward: gx = conv2d(gy, W), gW = Conv2dGradW(gy, x)."""
+
+    def __init__(self, stride, pad, outsize, need_gx=True, x_mat=None):
+        self.stride = stride
+        self.pad = pad
+        self.outsize = tuple(outsize)
+        self.need_gx = need_gx
+        self._x_mat = x_mat
+
+    def forward(self, x, W, b=None):
+        y = _deconv2d_array(x, W, b, self.stride, self.pad, self.outsize, self._x_mat)
+        self._x_mat = None
+        return y
+
+    def backward(self, gy):
+        x, W = self.inputs[:2]
+        gx = None
+        if self.need_gx:
+            gx = _match_dtype(Conv2d(self.stride, self.pad)(gy, W), x)
+        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad)(gy, x)
+        gxs = (gx, _match_dtype(gW, W))
+        if len(self.inputs) == 3:
+            gxs += (_bias_grad(gy, self.inputs[2]),)
+        return gxs
+
+
+class Conv2dGradW(Function):
+    """The weight gradient of conv2d, gW = gy x col(x)^T, as a Function of (x, gy).
+
+    It is bilinear, so its backward is again a convolution pair:
+    d<gW, ggW>/dx = deconv2d(gy, ggW) and d<gW, ggW>/dgy = conv2d(x, ggW).
+    ``col`` / ``gy_mat``: the operands as matrices, when the caller has them already.
+    """
+
+    def __init__(self, ksize, stride, pad, col=None, gy_mat=None, col_owned=False):
+        self.ksize = tuple(ksize)
+        self.stride = stride
+        self.pad = pad
+        self._col = col
+        self._gy_mat = gy_mat
+        self._col_owned = col_owned
+
+    def forward(self, x, gy):
+        gW = _conv2d_grad_w_array(x, gy, self.ksize, self.stride, self.pad, self._col,
+                                  self._gy_mat, self._col_owned)
+        self._col = self._gy_mat = None
+        return gW
+
+    def backward(self, ggW):
+        x, gy = self.inputs
+        gx = Deconv2d(self.stride, self.pad, x.shape[2:])(gy, ggW)
+        ggy = Conv2d(self.stride, self.pad)(x, ggW)
+        return _match_dtype(gx, x), _match_dtype(ggy, gy)
+
+
+def _check_conv(fname, x, W, b, stride, pad, transposed):
+    _check_4d(fname, "input", x)
+    if W.ndim != 4:
+        layout = "(C, OC, KH, KW)" if transposed else "(OC, C, KH, KW)"
+        raise ValueError(f"{fname}: expected a 4-D weight W {layout}, got shape {W.shape}")
+    w_in = W.shape[0] if transposed else W.shape[1]
+    if x.shape[1] != w_in:
+        axis = "W.shape[0]" if transposed else "W.shape[1]"
+        raise ValueError(
+            f"{fname}: channel mismatch: x has {x.shape[1]} input channels (x.shape = "
+            f"{x.shape}) but W expects {w_in} ({axis}; W.shape = {W.shape})"
+        )
+    out_c = W.shape[1] if transposed else W.shape[0]
+    if b is not None and tuple(b.shape) != (out_c,):
+        raise ValueError(
+            f"{fname}: bias b must have shape ({out_c},) (one per output channel), "
+            f"got {tuple(b.shape)}"
+        )
+
+
+def conv2d(x, W, b=None, stride=1, pad=0) -> Variable:
+    """2-D convolution (cross-correlation, as in every deep learning framework) on NCHW data.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C, H, W)
+    W : Variable or ndarray, shape (OC, C, KH, KW)
+    b : Variable or ndarray, shape (OC,), optional
+    stride, pad : int or (int, int)
+        Step of the window and zero padding on each side, per spatial axis.
+
+    Returns
+    -------
+    Variable of shape (N, OC, OH, OW), OH = (H + 2 pad - KH) // stride + 1 (same for OW).
+
+    Notes
+    -----
+    y[n, o, i, j] = b[o] + sum_{c,k,l} W[o, c, k, l] x_pad[n, c, i s + k, j s + l].
+    Computed as one GEMM over an im2col view. Gradients: gx = deconv2d(gy, W),
+    gW = sum_n gy col(x)^T, gb = sum of gy over (N, OH, OW); all differentiable again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv2d(np.ones((1, 3, 5, 5)), np.ones((4, 3, 3, 3)), stride=2, pad=1).shape
+    (1, 4, 3, 3)
+    """
+    stride = _int_pair("conv2d", "stride", stride, 1)
+    pad = _int_pair("conv2d", "pad", pad, 0)
+    _check_conv("conv2d", x, W, b, stride, pad, transposed=False)
+    _check_fits("conv2d", x.shape[2:], W.shape[2:], pad)
+    # a plain array's gradient can never be read: skip it (the data batch of a first layer)
+    f = Conv2d(stride, pad, need_gx=isinstance(x, Variable))
+    return f(x, W) if b is None else f(x, W, b)
+
+
+def deconv2d(x, W, b=None, stride=1, pad=0, outsize=None) -> Variable:
+    """Transposed convolution ("deconvolution"): the adjoint of conv2d with the same W.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C, H, W)
+    W : Variable or ndarray, shape (C, OC, KH, KW)
+    b : Variable or ndarray, shape (OC,), optional
+    stride, pad : int or (int, int)
+    outsize : (int, int), optional
+        Output (OH, OW); default ``stride (H - 1) + KH - 2 pad``. Any size that a conv2d
+        with the same kernel, stride and pad maps back to (H, W) is accepted.
+
+    Returns
+    -------
+    Variable of shape (N, OC, OH, OW).
+
+    Notes
+    -----
+    <deconv2d(x, W), y> = <x, conv2d(y, W)> for every y: the gradient of one is the
+    other. Gradients: gx = conv2d(gy, W), gW from the same bilinear kernel as conv2d's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> deconv2d(np.ones((1, 4, 3, 3)), np.ones((4, 2, 4, 4)), stride=2, pad=1).shape
+    (1, 2, 6, 6)
+    """
+    stride = _int_pair("deconv2d", "stride", stride, 1)
+    pad = _int_pair("deconv2d", "pad", pad, 0)
+    _check_conv("deconv2d", x, W, b, stride, pad, transposed=True)
+    (H, Wd), (KH, KW) = x.shape[2:], W.shape[2:]
+    if outsize is None:
+        outsize = (get_deconv_outsize(H, KH, stride[0], pad[0]),
+                   get_deconv_outsize(Wd, KW, stride[1], pad[1]))
+    else:
+        outsize = _int_pair("deconv2d", "outsize", outsize, 1)
+    if min(outsize) < 1 or _out_hw(outsize, (KH, KW), stride, pad) != (H, Wd):
+        raise ValueError(
+            f"deconv2d: output size {outsize} does not match the input size {(H, Wd)}: a "
+            f"conv2d with kernel {(KH, KW)}, stride {stride} and pad {pad} must map it back "
+            f"to the input size"
+        )
+    f = Deconv2d(stride, pad, outsize, need_gx=isinstance(x, Variable))
+    return f(x, W) if b is None else f(x, W, b)
+
+
+# =============================================================================
+# im2col / col2im
+# =============================================================================
+class Im2col(Function):
+    def __init__(self, ksize, stride, pad, to_matrix, fill=0):
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+        self.to_matrix = to_matrix
+        self.fill = fill
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        win = _windows(x, self.ksize, self.stride, self.pad, self.fill)
+        if self.to_matrix:
+            N, C, KH, KW, OH, OW = win.shape
+            return win.transpose(0, 4, 5, 1, 2, 3).reshape(N * OH * OW, C * KH * KW)
+        return win.copy()
+
+    def backward(self, gy):
+        return Col2im(self.x_shape, self.ksize, self.stride, self.pad, self.to_matrix)(gy)
+
+
+class Col2im(Function):
+    def __init__(self, input_shape, ksize, stride, pad, to_matrix):
+        self.input_shape = tuple(input_shape)
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+        self.to_matrix = to_matrix
+
+    def forward(self, col):
+        N, C, H, W = self.input_shape
+        if self.to_matrix:
+            OH, OW = _out_hw((H, W), self.ksize, self.stride, self.pad)
+            col = col.reshape(N, OH, OW, C, *self.ksize).transpose(0, 3, 4, 5, 1, 2)
+        return _col2im(col, (H, W), self.stride, self.pad)
+
+    def backward(self, gx):
+        return Im2col(self.ksize, self.stride, self.pad, self.to_matrix)(gx)
+
+
+def _pool_args(fname, x, kernel_size, stride, pad):
+    ksize = _int_pair(fname, "kernel_size", kernel_size, 1)
+    stride = _int_pair(fname, "stride", stride, 1)
+    pad = _int_pair(fname, "pad", pad, 0)
+    _check_4d(fname, "input", x)
+    _check_fits(fname, x.shape[2:], ksize, pad)
+    return ksize, stride, pad
+
+
+def im2col(x, kernel_size, stride=1, pad=0, to_matrix=True) -> Variable:
+    """Unfold the sliding windows of an NCHW image into columns.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C, H, W)
+    kernel_size, stride, pad : int or (int, int)
+    to_matrix : bool
+        True: a matrix of shape (N*OH*OW, C*KH*KW), one row per window (the book's layout).
+        False: an array of shape (N, C, KH, KW, OH, OW).
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    col[n, c, k, l, i, j] = x_pad[n, c, i s + k, j s + l]; built from a strided view of x
+    (no loop over output positions). Its gradient is col2im, whose gradient is im2col.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> im2col(np.zeros((2, 3, 7, 7)), 5, stride=1, pad=0).shape
+    (18, 75)
+    """
+    ksize, stride, pad = _pool_args("im2col", x, kernel_size, stride, pad)
+    return Im2col(ksize, stride, pad, bool(to_matrix))(x)
+
+
+def col2im(x, input_shape, kernel_size, stride=1, pad=0, to_matrix=True) -> Variable:
+    """Fold columns back into an image, summing where windows overlap (adjoint of im2col).
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+        Columns in the layout that ``im2col(..., to_matrix)`` produces.
+    input_shape : (N, C, H, W)
+        Shape of the image to rebuild.
+    kernel_size, stride, pad : int or (int, int)
+    to_matrix : bool
+
+    Returns
+    -------
+    Variable of shape ``input_shape``.
+
+    Notes
+    -----
+    <im2col(a), b> = <a, col2im(b)>. col2im(im2col(a)) multiplies each pixel by the number
+    of windows that cover it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> col2im(np.ones((9, 4)), (1, 1, 4, 4), 2, stride=1).data[0, 0]
+    array([[1., 2., 2., 1.],
+           [2., 4., 4., 2.],
+           [2., 4., 4., 2.],
+           [1., 2., 2., 1.]])
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"col2im: input_shape must be (N, C, H, W), got {input_shape}")
+    ksize = _int_pair("col2im", "kernel_size", kernel_size, 1)
+    stride = _int_pair("col2im", "stride", stride, 1)
+    pad = _int_pair("col2im", "pad", pad, 0)
+    N, C, H, W = input_shape
+    _check_fits("col2im", (H, W), ksize, pad)
+    OH, OW = _out_hw((H, W), ksize, stride, pad)
+    expected = (N * OH * OW, C * ksize[0] * ksize[1]) if to_matrix else (N, C, *ksize, OH, OW)
+    if tuple(x.shape) != expected:
+        raise ValueError(
+            f"col2im: columns of shape {tuple(x.shape)} do not fit input_shape {input_shape} "
+            f"with kernel {ksize}, stride {stride}, pad {pad} (expected {expected})"
+        )
+    return Col2im(input_shape, ksize, stride, pad, bool(to_matrix))(x)
+
+
+# =============================================================================
+# Pooling
+# =============================================================================
+class Pooling(Function):
+    """Max pooling: keeps, per output, the offset (kh * KW + kw) of the winner in its window."""
+
+    def __init__(self, ksize, stride, pad):
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        KH, KW = self.ksize
+        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        win = _windows(x, self.ksize, self.stride, self.pad, fill)
+        N, C, _, _, OH, OW = win.shape
+        record = Config.enable_backprop
+        idx_dtype = np.uint8 if KH * KW <= 256 else np.int32
+        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+        idx = xp.empty((N, C, OH, OW), dtype=idx_dtype) if record else None
+
+        # A running max over the kernel offsets, a few whole-array passes each (no argmax,
+        # no masked copies: both are many times slower than plain ufuncs). The winner's
+        # offset: k exceeds every offset so far, so max(idx, better * k) is k where v beats
+        # the running max and idx elsewhere. Strict '>': on ties the first offset in
+        # row-major order wins.
+        def chunk(lo, hi):
+            w, yc = win[lo:hi], y[lo:hi]
+            ic = None if idx is None else idx[lo:hi]
+            v0 = w[:, :, 0, 0]
+            if KH * KW == 1:
+                yc[...] = v0
+                if ic is not None:
+                    ic.fill(0)
+                return
+            v1 = w[:, :, 0, 1] if KW > 1 else w[:, :, 1, 0]
+            if ic is not None:
+                xp.greater(v1, v0, out=ic)  # offset 0 or 1
+            xp.maximum(v0, v1, out=yc)
+            for k in range(2, KH * KW):
+                v = w[:, :, k // KW, k % KW]
+                if ic is not None:
+                    xp.maximum(ic, (v > yc) * idx_dtype(k), out=ic)
+                xp.maximum(yc, v, out=yc)
+
+        _parallel(xp, chunk, N, y.size * KH * KW)
+        self.indexes = idx if record else None
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        return _PoolScatter(self.indexes, self.x_shape, self.ksize, self.stride, self.pad)(gy)
+
+
+class _PoolScatter(Function):
+    """Route each output gradient to its window's winner (the backward of max pooling)."""
+
+    def __init__(self, indexes, x_shape, ksize, stride, pad):
+        self.indexes = indexes
+        self.x_shape = x_shape
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, gy):
+        xp = cuda.get_array_module(gy)
+        KH, KW = self.ksize
+        (SY, SX), (PH, PW) = self.stride, self.pad
+        N, C, OH, OW = gy.shape
+        H, W = self.x_shape[2:]
+        Hp = max(H + 2 * PH, SY * (OH - 1) + KH)
+        Wp = max(W + 2 * PW, SX * (OW - 1) + KW)
+        overlap = SY < KH or SX < KW
+        tiled = (SY, SX) == (KH, KW) and (Hp, Wp) == (OH * SY, OW * SX)
+        img = _new_image(xp, (N, C, Hp, Wp), gy.dtype, False, None if tiled else 0)
+        idx = self.indexes
+
+        def chunk(lo, hi):
+            g, ic = gy[lo:hi], idx[lo:hi]
+            for k in range(KH * KW):
+                kh, kw = divmod(k, KW)
+                dst = img[lo:hi, :, kh:kh + SY * OH:SY, kw:kw + SX * OW:SX]
+                if overlap:
+                    dst += g * (ic == k)
+                else:  # windows are disjoint: write in place, no temporary
+                    xp.multiply(g, ic == k, out=dst)
+
+        _parallel(xp, chunk, N, img.size + gy.size * KH * KW)
+        return img[:, :, PH:PH + H, PW:PW + W]
+
+    def backward(self, ggx):
+        return _PoolGather(self.indexes, self.x_shape, self.ksize, self.stride, self.pad)(ggx)
+
+
+class _PoolGather(Function):
+    """Read each window's winner (the backward of _PoolScatter, so pooling is any order)."""
+
+    def __init__(self, indexes, x_shape, ksize, stride, pad):
+        self.indexes = indexes
+        self.x_shape = x_shape
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        KW = self.ksize[1]
+        win = _windows(x, self.ksize, self.stride, self.pad)
+        idx = self.indexes
+        y = xp.zeros(idx.shape, dtype=x.dtype)
+        for k in range(self.ksize[0] * KW):
+            xp.copyto(y, win[:, :, k // KW, k % KW], where=idx == k)
+        return y
+
+    def backward(self, gy):
+        return _PoolScatter(self.indexes, self.x_shape, self.ksize, self.stride, self.pad)(gy)
+
+
+class AveragePooling(Function):
+    """Mean over each window; padding counts as zeros (the divisor is always KH*KW)."""
+
+    def __init__(self, ksize, stride, pad, x_shape=None):
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+        self.x_shape = x_shape
+
+    def forward(self, x):
+        KH, KW = self.ksize
+        self.x_shape = x.shape
+        win = _windows(x, self.ksize, self.stride, self.pad)
+        y = win[:, :, 0, 0].copy(order="K")
+        for k in range(1, KH * KW):
+            y += win[:, :, k // KW, k % KW]
+        y *= 1.0 / (KH * KW)
+        return y
+
+    def backward(self, gy):
+        return _AvgPoolGrad(self.x_shape, self.ksize, self.stride, self.pad)(gy)
+
+
+class _AvgPoolGrad(Function):
+    """Spread each output gradient evenly over its window (the adjoint of average pooling)."""
+
+    def __init__(self, x_shape, ksize, stride, pad):
+        self.x_shape = x_shape
+        self.ksize = ksize
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, gy):
+        xp = cuda.get_array_module(gy)
+        KH, KW = self.ksize
+        g = gy * (1.0 / (KH * KW))
+        N, C, OH, OW = gy.shape
+        col = _as_strided(xp, g, (N, C, KH, KW, OH, OW), (*g.strides[:2], 0, 0, *g.strides[2:]))
+        return _col2im(col, self.x_shape[2:], self.stride, self.pad)
+
+    def backward(self, ggx):
+        return AveragePooling(self.ksize, self.stride, self.pad)(ggx)
+
+
+def pooling(x, kernel_size, stride=1, pad=0) -> Variable:
+    """Max pooling over KH x KW windows of an NCHW input.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C, H, W)
+    kernel_size, stride, pad : int or (int, int)
+        Padding is with -inf (it never wins) and must be smaller than the kernel.
+
+    Returns
+    -------
+    Variable of shape (N, C, OH, OW).
+
+    Notes
+    -----
+    y = max over the window; dy/dx is 1 at the window's maximum and 0 elsewhere. On ties
+    the first maximum in row-major window order takes the whole gradient. The backward
+    is a scatter whose own backward is the matching gather: any order works.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pooling(np.arange(16.0).reshape(1, 1, 4, 4), 2, stride=2)
+    variable([[[[ 5.  7.]
+                [13. 15.]]]])
+    """
+    ksize, stride, pad = _pool_args("pooling", x, kernel_size, stride, pad)
+    if pad[0] >= ksize[0] or pad[1] >= ksize[1]:
+        raise ValueError(
+            f"pooling: pad {pad} must be smaller than kernel_size {ksize} (a window made "
+            f"only of padding has no maximum)"
+        )
+    return Pooling(ksize, stride, pad)(x)
+
+
+def average_pooling(x, kernel_size, stride=1, pad=0) -> Variable:
+    """Average pooling over KH x KW windows of an NCHW input (zero padding is counted).
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C, H, W)
+    kernel_size, stride, pad : int or (int, int)
+
+    Returns
+    -------
+    Variable of shape (N, C, OH, OW).
+
+    Notes
+    -----
+    y = (1 / (KH KW)) sum over the window; linear, so dy/dx spreads gy / (KH KW) over each
+    window, and that spreading's own gradient is average pooling again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> average_pooling(np.arange(16.0).reshape(1, 1, 4, 4), 2, stride=2)
+    variable([[[[ 2.5  4.5]
+                [10.5 12.5]]]])
+    """
+    ksize, stride, pad = _pool_args("average_pooling", x, kernel_size, stride, pad)
+    return AveragePooling(ksize, stride, pad)(x)
+
+
+# =============================================================================
+# The book's composites (kept as oracles for the fused versions)
+# =============================================================================
+def conv2d_simple(x, W, b=None, stride=1, pad=0) -> Variable:
+    """conv2d composed from im2col and matmul, as the book writes it (slower, same result).
+
+    Parameters and result as :func:`conv2d`.
+
+    Notes
+    -----
+    y = (im2col(x) @ W.reshape(OC, -1).T + b) reshaped to (N, OH, OW, OC) and transposed
+    to NCHW. Differentiable to any order through im2col/matmul.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv2d_simple(np.ones((1, 3, 5, 5)), np.ones((4, 3, 3, 3)), pad=1).shape
+    (1, 4, 5, 5)
+    """
+    from dezero.functions.array import reshape, transpose
+    from dezero.functions.linalg import matmul
+
+    stride = _int_pair("conv2d_simple", "stride", stride, 1)
+    pad = _int_pair("conv2d_simple", "pad", pad, 0)
+    x, W = as_variable(x), as_variable(W)
+    _check_conv("conv2d_simple", x, W, b, stride, pad, transposed=False)
+    _check_fits("conv2d_simple", x.shape[2:], W.shape[2:], pad)
+    N = x.shape[0]
+    OC, _, KH, KW = W.shape
+    OH, OW = _out_hw(x.shape[2:], (KH, KW), stride, pad)
+    col = im2col(x, (KH, KW), stride, pad, to_matrix=True)
+    t = matmul(col, transpose(reshape(W, (OC, -1))))
+    if b is not None:
+        t = t + b
+    return transpose(reshape(t, (N, OH, OW, OC)), (0, 3, 1, 2))
+
+
+def pooling_simple(x, kernel_size, stride=1, pad=0) -> Variable:
+    """Max pooling composed from im2col and max, as the book writes it (slower).
+
+    Parameters and result as :func:`pooling` (padding is with -inf as there).
+
+    Notes
+    -----
+    y = max over the last axis of im2col(x) reshaped to (N*OH*OW*C, KH*KW). Ties share the
+    gradient as :func:`dezero.functions.max` does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pooling_simple(np.arange(16.0).reshape(1, 1, 4, 4), 2, stride=2).shape
+    (1, 1, 2, 2)
+    """
+    from dezero.functions.array import reshape, transpose
+    from dezero.functions.reduction import max as _max
+
+    ksize, stride, pad = _pool_args("pooling_simple", x, kernel_size, stride, pad)
+    if pad[0] >= ksize[0] or pad[1] >= ksize[1]:
+        raise ValueError(f"pooling_simple: pad {pad} must be smaller than kernel_size {ksize}")
+    x = as_variable(x)
+    N, C, H, W = x.shape
+    OH, OW = _out_hw((H, W), ksize, stride, pad)
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    col = Im2col(ksize, stride, pad, True, fill)(x)
+    y = _max(reshape(col, (-1, ksize[0] * ksize[1])), axis=1)
+    return transpose(reshape(y, (N, OH, OW, C)), (0, 3, 1, 2))

@@ -1,5 +1,178 @@
-"""dezero.functions.normalization (being written)."""
+"""Normalization: batch_norm (and the book's spelling batch_nrom)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from dezero import cuda
+from dezero.core import Config, Function, Variable, as_variable
+
+__all__ = ["batch_norm", "batch_nrom"]
+
+
+def _bn_axes(ndim):
+    """Reduction axes (all but the channel axis 1) and the shape that broadcasts per channel."""
+    axes = (0, *range(2, ndim))
+    return axes
+
+
+def _per_channel(a, ndim):
+    """(C,) -> (1, C, 1, ...) so that it broadcasts over an ndim-D input."""
+    return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+class BatchNorm(Function):
+    """Training-mode batch normalization with batch statistics.
+
+    Updates the running ``mean``/``var`` arrays in place (unbiased variance for the running
+    estimate). backward: a fused formula on the saved x_hat when no graph of the backward is
+    needed; otherwise the same formula written with dezero ops, recomputing x_hat from x,
+    so that derivatives of any order are exact.
+    """
+
+    def __init__(self, mean, var, decay, eps):
+        self.avg_mean = mean
+        self.avg_var = var
+        self.decay = decay
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        xp = cuda.get_array_module(x)
+        nd = x.ndim
+        axes = _bn_axes(nd)
+        m = x.size // x.shape[1]
+        mu = x.mean(axis=axes, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xc * inv_std
+        y = xhat * _per_channel(gamma, nd) + _per_channel(beta, nd)
+
+        decay = self.decay
+        adjust = m / max(m - 1, 1)  # unbiased estimate for the running variance
+        self.avg_mean *= decay
+        self.avg_mean += (1 - decay) * mu.reshape(-1)
+        self.avg_var *= decay
+        self.avg_var += ((1 - decay) * adjust) * var.reshape(-1)
+
+        self.xhat = xhat
+        self.inv_std = inv_std
+        self.m = m
+        return y
+
+    def backward(self, gy):
+        from dezero.functions.array import reshape
+        from dezero.functions.reduction import sum as _sum
+
+        x, gamma, _ = self.inputs
+        nd = x.ndim
+        axes = _bn_axes(nd)
+        m = self.m
+        if not Config.enable_backprop:
+            # first order only: the fused formula on arrays saved by forward
+            g = gy.data
+            xhat = self.xhat
+            gbeta = g.sum(axis=axes)
+            ggamma = (g * xhat).sum(axis=axes)
+            scale = _per_channel(gamma.data, nd) * self.inv_std
+            gx = scale * (g - (_per_channel(gbeta, nd) + xhat * _per_channel(ggamma, nd))
+                          * (1.0 / m))
+            return Variable(gx), Variable(ggamma), Variable(gbeta)
+
+        # a graph of the backward is wanted: the same formula, differentiable in x and gamma
+        mu = _sum(x, axis=axes, keepdims=True) / m
+        xc = x - mu
+        var = _sum(xc * xc, axis=axes, keepdims=True) / m
+        inv_std = (var + self.eps) ** -0.5
+        xhat = xc * inv_std
+        gbeta = _sum(gy, axis=axes)
+        ggamma = _sum(gy * xhat, axis=axes)
+        shape = (1, -1) + (1,) * (nd - 2)
+        gx = (reshape(gamma, shape) * inv_std) * (
+            gy - (reshape(gbeta, shape) + xhat * reshape(ggamma, shape)) / m
+        )
+        return gx, ggamma, gbeta
+
+
+def _check_bn(x, gamma, beta, mean, var):
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm: expected an input of shape (N, C) or (N, C, H, W), got {x.shape}"
+        )
+    C = x.shape[1]
+    for name, a in (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)):
+        if tuple(a.shape) != (C,):
+            raise ValueError(
+                f"batch_norm: {name} must have shape ({C},) for an input with {C} channels "
+                f"(x.shape = {x.shape}), got {tuple(a.shape)}"
+            )
+
+
+def batch_norm(x, gamma, beta, mean, var, decay=0.9, eps=2e-5) -> Variable:
+    """Batch normalization over every axis but the channel axis 1.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (N, C) or (N, C, H, W)
+    gamma, beta : Variable or ndarray, shape (C,)
+        Scale and shift.
+    mean, var : ndarray (or a Variable holding one), shape (C,)
+        Running statistics, never differentiated. In training mode
+        (``dezero.Config.train``) they are updated in place:
+        ``mean = decay mean + (1 - decay) mu`` and the same for ``var`` with the unbiased
+        batch variance. In test mode they normalize x and are left untouched.
+    decay : float
+    eps : float
+        Added to the variance before the square root.
+
+    Returns
+    -------
+    Variable of x's shape.
+
+    Notes
+    -----
+    Train: y = gamma x_hat + beta, x_hat = (x - mu) / sqrt(sigma^2 + eps) with the batch's
+    mean mu and biased variance sigma^2 (over N, H, W);
+    dx = gamma / sqrt(sigma^2 + eps) (gy - mean(gy) - x_hat mean(gy x_hat)),
+    dgamma = sum(gy x_hat), dbeta = sum(gy). Any order of derivative is exact.
+    Test: y = gamma (x - mean) / sqrt(var + eps) + beta, an affine map of x whose
+    gradients are exact too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> mean, var = np.zeros(2), np.ones(2)
+    >>> batch_norm(x, np.ones(2), np.zeros(2), mean, var, eps=0.0)
+    variable([[-1. -1.]
+              [ 1.  1.]])
+    >>> mean
+    array([0.2, 2. ])
+    """
+    x = as_variable(x)
+    mean = mean.data if isinstance(mean, Variable) else mean
+    var = var.data if isinstance(var, Variable) else var
+    _check_bn(x, gamma, beta, mean, var)
+    if Config.train:
+        return BatchNorm(mean, var, decay, eps)(x, gamma, beta)
+
+    # test mode: an affine map of x built from dezero ops (exact gradients, any order)
+    from dezero.functions.array import reshape
+
+    xp = cuda.get_array_module(x.data)
+    dtype = x.dtype
+    mean = xp.asarray(mean, dtype=dtype)
+    inv_std = 1.0 / xp.sqrt(xp.asarray(var, dtype=dtype) + eps)
+    gamma, beta = as_variable(gamma), as_variable(beta)
+    scale = gamma * inv_std
+    shift = beta - scale * mean
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return x * reshape(scale, shape) + reshape(shift, shape)
+
+
+def batch_nrom(x, gamma, beta, mean, var, decay=0.9, eps=2e-5) -> Variable:
+    """The book's spelling of :func:`batch_norm` (same function).
+
+    >>> import numpy as np
+    >>> batch_nrom(np.ones((2, 3)), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)).shape
+    (2, 3)
+    """
+    return batch_norm(x, gamma, beta, mean, var, decay, eps)
