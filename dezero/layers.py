@@ -483,6 +483,9 @@ class Linear(Layer):
         W = xp.random.randn(in_size, self.out_size).astype(self.dtype)
         W *= math.sqrt(1.0 / in_size)
         self.W.data = W
+        b = getattr(self, "b", None)  # None while __init__ runs
+        if b is not None and cuda.get_array_module(b.data) is not xp:
+            b.data = xp.asarray(b.data)  # the bias follows W to the input's device
 
     def forward(self, x):
         in_size = x.shape[-1]
@@ -769,7 +772,8 @@ class _ConvBase(Layer):
         if self.W.data is None:
             xp = cuda.get_array_module(x)
             self._init_W(xp, x.shape[1])
-            if self.b is not None and cuda.get_array_module(self.b.data) is not xp:
+            b = getattr(self, "b", None)  # None while __init__ runs
+        if b is not None and cuda.get_array_module(b.data) is not xp:
                 self.b.data = xp.asarray(self.b.data)  # follow W onto the input's device
 
 

@@ -524,6 +524,16 @@ def test_linear_lazy_init_on_gpu():
     assert isinstance(layer.W.data, cp.ndarray) and y.dtype == np.float32
 
 
+@pytest.mark.gpu
+def test_linear_lazy_init_from_a_gpu_input_puts_the_bias_there_too():
+    cp = cuda.cupy
+    layer = L.Linear(3)  # never moved: the first input decides the device
+    y = layer(cp.ones((2, 4), dtype=cp.float32))
+    assert isinstance(layer.W.data, cp.ndarray) and isinstance(layer.b.data, cp.ndarray)
+    y.backward()
+    assert isinstance(layer.b.grad.data, cp.ndarray)
+
+
 def test_weakref_to_layer_outputs_does_not_keep_graph():
     layer = L.Linear(2, in_size=2)
     y = layer(np.ones((1, 2), dtype=np.float32))
