@@ -25,7 +25,7 @@ train: venv
 
 ## The whole test suite (lint included).
 test: venv
-	$(BIN)/python -m ruff check dezero tests examples benchmarks tools
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools conftest.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## The suite on NumPy 1.26 in a separate environment.
@@ -35,7 +35,7 @@ test-numpy1:
 	.venv-np1/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/python -m ruff check dezero tests examples benchmarks tools
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools conftest.py
 
 ## Benchmarks against PyTorch CPU (installs the CPU build of torch into .venv).
 bench: venv

@@ -23,7 +23,6 @@ try:  # as a script or imported by run.py
 except ImportError:
     from benchmarks.common import Table, print_environment, timeit, torch_or_none
 
-import dezero
 import dezero.functions as F
 import dezero.layers as L
 from dezero import cuda, optimizers
