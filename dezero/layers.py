@@ -772,8 +772,7 @@ class _ConvBase(Layer):
         if self.W.data is None:
             xp = cuda.get_array_module(x)
             self._init_W(xp, x.shape[1])
-            b = getattr(self, "b", None)  # None while __init__ runs
-        if b is not None and cuda.get_array_module(b.data) is not xp:
+            if self.b is not None and cuda.get_array_module(self.b.data) is not xp:
                 self.b.data = xp.asarray(self.b.data)  # follow W onto the input's device
 
 
