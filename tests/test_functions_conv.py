@@ -222,6 +222,35 @@ def test_pooling_second_order_is_a_gather():
     assert x.grad is None or np.all(x.grad.data == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_2x2_fast_path_matches_the_reference_with_ties(dtype):
+    # tiled 2x2 windows take a two-stage path (columns, then rows): on data full of ties
+    # (ReLU-like zeros, small integers) it must still pick the row-major first maximum
+    rng = np.random.default_rng(10)
+    x = np.maximum(rng.integers(-1, 3, (3, 4, 6, 8)), 0).astype(dtype)
+    x[0, 0, :2, :2] = [[1, 5], [5, 0]]  # the first row's maximum beats an earlier column
+    v = Variable(x.copy())
+    y = F.pooling(v, 2, 2)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y.data, ref_pooling(x, 2, 2))
+    gy = Variable(rng.uniform(-1, 1, y.shape).astype(dtype))
+    y.grad = gy
+    y.backward(create_graph=True)
+    N, C, H, W = x.shape
+    win = x.reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+        N, C, H // 2, W // 2, 4)
+    onehot = np.eye(4, dtype=dtype)[win.argmax(-1)] * gy.data[..., None]
+    expected = onehot.reshape(N, C, H // 2, W // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    np.testing.assert_array_equal(v.grad.data, expected.reshape(x.shape))
+    assert v.grad.dtype == dtype
+    np.testing.assert_array_equal(v.grad.data[0, 0, :2, :2], [[0, gy.data[0, 0, 0, 0]], [0, 0]])
+    # second order: the gather reads the same winners
+    gx = v.grad
+    r = rng.uniform(-1, 1, x.shape).astype(dtype)
+    F.sum(gx * r).backward()
+    np.testing.assert_array_equal(gy.grad.data, _gather(x, r))
+
+
 def _gather(x, r):
     """r at the argmax of each 2x2 window of x (reference for the gather)."""
     N, C, H, W = x.shape

@@ -13,6 +13,8 @@ How the work is laid out (the reason this module is fast on the CPU):
 * col2im accumulates over the KH*KW kernel offsets: one strided add over whole images each.
 * Max pooling keeps, per output, the uint8 offset of the winner in its window, tracked with
   whole-array ufuncs (no argmax); its backward is a scatter whose backward is a gather.
+  Tiled 2x2 windows (the usual CNN pool) take two pairwise stages instead, with 0/1
+  masks in the data's dtype, so that the scatter is two multiplies and two subtractions.
 * Large temporaries come from a small per-thread workspace (no fresh pages every step);
   the copies and ufuncs around the GEMMs are split over the batch on worker threads where
   there are cores to spare (NumPy releases the GIL inside its loops).
@@ -816,6 +818,63 @@ def col2im(x, input_shape, kernel_size, stride=1, pad=0, to_matrix=True) -> Vari
 # =============================================================================
 # Pooling
 # =============================================================================
+def _tiled_2x2(x_shape, ksize, stride, pad):
+    """2x2 windows at stride 2 that tile the unpadded input exactly (the usual CNN pool)."""
+    return (tuple(ksize) == (2, 2) and tuple(stride) == (2, 2) and tuple(pad) == (0, 0)
+            and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0)
+
+
+def _pool2x2(xp, x, record):
+    """Max pooling over tiled 2x2 windows as two pairwise stages: the two columns of each
+    window (full height), then the two rows of the result. Returns ``(y, masks)``; masks
+    (None unless ``record``) are 1 where the second column / the second row won, in x's
+    dtype, so that the backward is plain same-dtype multiplies. Strict '>' at both stages
+    gives the row-major first maximum on ties (the first row holding the maximum, its
+    first column), as the general path does; a NaN in the first position wins too.
+    """
+    N, C, H, W = x.shape
+    xv = x.reshape(N, C, H, W // 2, 2)
+    a, b = xv[..., 0], xv[..., 1]
+    m = xp.maximum(a, b)  # (N, C, H, OW)
+    mv = m.reshape(N, C, H // 2, 2, W // 2)
+    m0, m1 = mv[:, :, :, 0], mv[:, :, :, 1]
+    y = xp.maximum(m0, m1)  # (N, C, OH, OW)
+    if not record:
+        return y, None
+    col = xp.greater(b, a).astype(x.dtype)
+    row = xp.greater(m1, m0).astype(x.dtype)
+    return y, (col, row)
+
+
+def _pair_scatter(xp, g, mask, out0, out1):
+    """out1 = g * mask, out0 = g - out1 (= g * (1 - mask), exact for finite g)."""
+    if mask.dtype != g.dtype:
+        mask = mask.astype(g.dtype)
+    xp.multiply(g, mask, out=out1)
+    xp.subtract(g, out1, out=out0)
+
+
+def _pool2x2_scatter(xp, gy, masks):
+    """The backward of :func:`_pool2x2`: route gy to the winning row, then column."""
+    col, row = masks
+    N, C, OH, OW = gy.shape
+    gm = xp.empty((N, C, OH, 2, OW), dtype=gy.dtype)
+    _pair_scatter(xp, gy, row, gm[:, :, :, 0], gm[:, :, :, 1])
+    gx = xp.empty((N, C, 2 * OH, OW, 2), dtype=gy.dtype)
+    _pair_scatter(xp, gm.reshape(N, C, 2 * OH, OW), col, gx[..., 0], gx[..., 1])
+    return gx.reshape(N, C, 2 * OH, 2 * OW)
+
+
+def _pool2x2_gather(xp, x, masks):
+    """The backward of :func:`_pool2x2_scatter`: read each window's winner."""
+    col, row = masks
+    N, C, H, W = x.shape
+    xv = x.reshape(N, C, H, W // 2, 2)
+    m = xp.where(col != 0, xv[..., 1], xv[..., 0])
+    mv = m.reshape(N, C, H // 2, 2, W // 2)
+    return xp.where(row != 0, mv[:, :, :, 1], mv[:, :, :, 0])
+
+
 class Pooling(Function):
     """Max pooling: keeps, per output, the offset (kh * KW + kw) of the winner in its window."""
 
@@ -827,6 +886,10 @@ class Pooling(Function):
     def forward(self, x):
         xp = cuda.get_array_module(x)
         KH, KW = self.ksize
+        self.x_shape = x.shape
+        if _tiled_2x2(x.shape, self.ksize, self.stride, self.pad):
+            y, self.indexes = _pool2x2(xp, x, Config.enable_backprop)
+            return y
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         win = _windows(x, self.ksize, self.stride, self.pad, fill)
         N, C, _, _, OH, OW = win.shape
@@ -880,6 +943,8 @@ class _PoolScatter(Function):
 
     def forward(self, gy):
         xp = cuda.get_array_module(gy)
+        if isinstance(self.indexes, tuple):
+            return _pool2x2_scatter(xp, gy, self.indexes)
         KH, KW = self.ksize
         (SY, SX), (PH, PW) = self.stride, self.pad
         N, C, OH, OW = gy.shape
@@ -920,6 +985,8 @@ class _PoolGather(Function):
 
     def forward(self, x):
         xp = cuda.get_array_module(x)
+        if isinstance(self.indexes, tuple):
+            return _pool2x2_gather(xp, x, self.indexes)
         KW = self.ksize[1]
         win = _windows(x, self.ksize, self.stride, self.pad)
         idx = self.indexes
