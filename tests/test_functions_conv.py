@@ -493,3 +493,124 @@ def test_an_error_in_a_worker_thread_reaches_the_caller(monkeypatch):
 
     with pytest.raises(RuntimeError, match="chunk 2:4 failed"):
         conv_module._parallel(np, chunk, 4, 100)
+
+
+# =============================================================================
+# The wide stride-1 transposed convolution and the sliced long products (CPU paths)
+# =============================================================================
+def _count_wide_calls(monkeypatch):
+    calls = []
+    wide = conv_module._deconv2d_wide
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return wide(*args)
+
+    monkeypatch.setattr(conv_module, "_deconv2d_wide", spy)
+    return calls
+
+
+def _deconv_both_ways(monkeypatch, x, Wt, b, p, slice_bytes):
+    """deconv2d at stride 1 through the plain path, then through the wide one."""
+    calls = _count_wide_calls(monkeypatch)
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_EXCESS", -1.0)  # never wide
+    plain = F.deconv2d(x, Wt, b, 1, p).data
+    assert not calls
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_EXCESS", float("inf"))  # always wide
+    monkeypatch.setattr(conv_module, "_WIDE_SLICE_BYTES", slice_bytes)
+    wide = F.deconv2d(x, Wt, b, 1, p).data
+    assert calls == [x.shape]
+    return plain, wide
+
+
+@pytest.mark.parametrize("slice_bytes", [1, 4 << 20])  # an image per slice; one slice
+@pytest.mark.parametrize(("N", "C", "OC", "H", "W", "k", "p"), [
+    (3, 4, 2, 6, 5, (3, 3), 1),
+    (1, 2, 3, 7, 7, (3, 3), 0),
+    (2, 3, 4, 5, 8, (2, 4), (1, 2)),
+    (4, 1, 2, 4, 4, (5, 5), 2),
+    (2, 2, 3, 6, 3, (1, 3), (0, 1)),
+    (2, 2, 1, 3, 6, (3, 1), (1, 0)),
+])
+def test_wide_stride1_deconv2d_equals_the_plain_path_and_the_loops(
+        monkeypatch, N, C, OC, H, W, k, p, slice_bytes):
+    rng = np.random.default_rng(20)
+    x, Wt, b = _rand(rng, N, C, H, W), _rand(rng, C, OC, *k), _rand(rng, OC)
+    plain, wide = _deconv_both_ways(monkeypatch, x, Wt, b, p, slice_bytes)
+    np.testing.assert_allclose(wide, plain, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(wide, ref_deconv2d(x, Wt, b, 1, p), rtol=1e-12, atol=1e-12)
+    assert wide.flags.c_contiguous
+    # float32 stays float32; no bias; mixed precision takes the wider dtype as before
+    x32, W32 = x.astype(np.float32), Wt.astype(np.float32)
+    plain32, wide32 = _deconv_both_ways(monkeypatch, x32, W32, None, p, slice_bytes)
+    assert wide32.dtype == plain32.dtype == np.float32
+    np.testing.assert_allclose(wide32, plain32, rtol=1e-5, atol=1e-5)
+    plain_mix, wide_mix = _deconv_both_ways(monkeypatch, x32, Wt, b.astype(np.float32), p,
+                                            slice_bytes)
+    assert wide_mix.dtype == plain_mix.dtype
+    np.testing.assert_allclose(wide_mix, plain_mix, rtol=1e-6, atol=1e-6)
+
+
+def test_wide_path_gives_conv2d_the_same_input_gradient_to_second_order(monkeypatch):
+    rng = np.random.default_rng(21)
+    x0, W0 = _rand(rng, 3, 4, 7, 6), _rand(rng, 5, 4, 3, 3)
+
+    def grads():
+        x, W = Variable(x0.copy()), Variable(W0.copy())
+        F.sum(F.conv2d(x, W, None, 1, 1) ** 2).backward(create_graph=True)
+        gx = x.grad
+        W.cleargrad()
+        F.sum(gx * gx).backward()  # second order through the transposed convolution
+        return gx.data.copy(), W.grad.data.copy()
+
+    calls = _count_wide_calls(monkeypatch)
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_EXCESS", -1.0)
+    plain = grads()
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_EXCESS", float("inf"))
+    monkeypatch.setattr(conv_module, "_WIDE_SLICE_BYTES", 1)
+    wide = grads()
+    assert calls  # the input gradient went through the wide path
+    for a, b in zip(plain, wide):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_wide_path_is_taken_only_where_it_applies():
+    pays = conv_module._wide_deconv_pays
+    assert pays(np, (100, 32, 14, 14), (3, 3), (1, 1))  # the MNIST CNN's second layer
+    assert not pays(np, (100, 32, 14, 14), (3, 3), (2, 2))  # stride 2
+    assert not pays(np, (100, 32, 14, 14), (1, 1), (1, 1))  # nothing to fold
+    assert not pays(np, (8, 512, 14, 14), (3, 3), (1, 1))  # the GEMM dominates
+    assert pays(np, (8, 64, 224, 224), (3, 3), (1, 1))  # large images: little excess
+    assert not pays(object(), (100, 32, 14, 14), (3, 3), (1, 1))  # not NumPy (CuPy)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("M", "N", "K", "work"), [(9, 16, 5000, 1000), (3, 2, 7, 1),
+                                                    (5, 4, 999, 64), (9, 16, 100, 1 << 19)])
+def test_long_product_in_slices_equals_one_product(monkeypatch, dtype, M, N, K, work):
+    rng = np.random.default_rng(22)
+    a, b = _rand(rng, M, K, dtype=dtype), _rand(rng, N, K, dtype=dtype)
+    monkeypatch.setattr(conv_module, "_SLICE_WORK", work)
+    out = conv_module._long_product(np, a, b)
+    assert out.dtype == dtype and out.shape == (M, N)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64).T,
+                               rtol=tol, atol=tol)
+    # mixed precision: the product's dtype, as a @ b.T gives it
+    mixed = conv_module._long_product(np, a.astype(np.float32), b.astype(np.float64))
+    assert mixed.dtype == np.float64
+
+
+def test_first_layer_weight_gradient_in_slices_matches_the_loops(monkeypatch):
+    rng = np.random.default_rng(23)
+    x = rng.uniform(0, 1, (6, 1, 12, 12)).astype(np.float32)
+    W0 = rng.uniform(-1, 1, (8, 1, 3, 3)).astype(np.float32)
+    r = rng.uniform(-1, 1, (6, 8, 12, 12)).astype(np.float32)
+    monkeypatch.setattr(conv_module, "_SLICE_WORK", 500)  # several slices of K = 864
+    W = Variable(W0.copy())
+    F.sum(F.conv2d(x, W, None, 1, 1) * r).backward()
+    assert W.grad.dtype == np.float32
+    # d sum(conv(x, W) * r) / dW[o, c, k, l] = sum over n, i, j of r[n, o, i, j] x_pad[...]
+    expected = np.einsum("noij,nklij->okl", r.astype(np.float64),
+                         ref_im2col(x.astype(np.float64), 3, 1, 1, False)[:, 0])
+    np.testing.assert_allclose(W.grad.data[:, 0], expected, rtol=1e-4, atol=1e-4)
