@@ -697,48 +697,36 @@ def _lhs(x):
     return x if isinstance(x, Variable) else _constant(x)
 
 
+# The functions below are the operators' dispatch (Variable.__add__ and friends) for callers
+# whose left operand may be a raw array or scalar.
 def add(x0, x1):
-    x0 = _lhs(x0)
-    if isinstance(x1, Variable):
-        return Add()(x0, x1)
-    return AddConstant(_operand(x1, x0.data))(x0)
+    return _lhs(x0).__add__(x1)
 
 
 def sub(x0, x1):
-    x0 = _lhs(x0)
-    if isinstance(x1, Variable):
-        return Sub()(x0, x1)
-    return AddConstant(-_operand(x1, x0.data))(x0)
+    return _lhs(x0).__sub__(x1)
 
 
 def rsub(x0, x1):
     """``x1 - x0`` (the reflected form of ``-``)."""
-    x0 = _lhs(x0)
     if isinstance(x1, Variable):
-        return Sub()(x1, x0)
-    return SubConstant(_operand(x1, x0.data))(x0)
+        return x1.__sub__(x0)
+    return _lhs(x0).__rsub__(x1)
 
 
 def mul(x0, x1):
-    x0 = _lhs(x0)
-    if isinstance(x1, Variable):
-        return Mul()(x0, x1)
-    return MulConstant(_operand(x1, x0.data))(x0)
+    return _lhs(x0).__mul__(x1)
 
 
 def div(x0, x1):
-    x0 = _lhs(x0)
-    if isinstance(x1, Variable):
-        return Div()(x0, x1)
-    return DivByConstant(_operand(x1, x0.data))(x0)
+    return _lhs(x0).__truediv__(x1)
 
 
 def rdiv(x0, x1):
     """``x1 / x0`` (the reflected form of ``/``)."""
-    x0 = _lhs(x0)
     if isinstance(x1, Variable):
-        return Div()(x1, x0)
-    return DivConstant(_operand(x1, x0.data))(x0)
+        return x1.__truediv__(x0)
+    return _lhs(x0).__rtruediv__(x1)
 
 
 def neg(x):
