@@ -49,14 +49,18 @@ def _count(x_shape, axis):
     return n
 
 
-# =============================================================================
-# sum, average / mean
-# =============================================================================
-class Sum(Function):
+class _Reduction(Function):
+    """A reduction over ``axis`` (None or a tuple of ints), keeping dims when ``keepdims``."""
+
     def __init__(self, axis, keepdims):
         self.axis = axis
         self.keepdims = keepdims
 
+
+# =============================================================================
+# sum, average / mean
+# =============================================================================
+class Sum(_Reduction):
     def forward(self, x):
         self.x_shape = x.shape
         return _reduce("sum", x.sum, x, self.axis, self.keepdims)
@@ -98,11 +102,7 @@ def sum(x, axis=None, keepdims=False):
     return Sum(_normalize_axis(axis), keepdims)(x)
 
 
-class Mean(Function):
-    def __init__(self, axis, keepdims):
-        self.axis = axis
-        self.keepdims = keepdims
-
+class Mean(_Reduction):
     def forward(self, x):
         self.x_shape = x.shape
         return _reduce("mean", x.mean, x, self.axis, self.keepdims)
@@ -210,12 +210,8 @@ def std(x, axis=None, keepdims=False, ddof=0):
 # =============================================================================
 # max, min
 # =============================================================================
-class Max(Function):
+class Max(_Reduction):
     _name = "max"
-
-    def __init__(self, axis, keepdims):
-        self.axis = axis
-        self.keepdims = keepdims
 
     def _forward(self, x):
         return x.max
@@ -298,11 +294,7 @@ def min(x, axis=None, keepdims=False):
 # =============================================================================
 # logsumexp
 # =============================================================================
-class LogSumExp(Function):
-    def __init__(self, axis, keepdims):
-        self.axis = axis
-        self.keepdims = keepdims
-
+class LogSumExp(_Reduction):
     def forward(self, x):
         if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
             return x.copy()
