@@ -5,17 +5,15 @@ in assignment order; ``params()`` and the saved files follow that order, so runs
 exactly. Non-trainable arrays that belong to the state (BatchNorm's running statistics) are
 *buffers*: saved and moved between devices with the layer, never handed to an optimizer.
 
-Weights are saved as NumPy ``.npz`` archives, written atomically and read without pickle.
+Weights are saved as NumPy ``.npz`` archives, written atomically and read without pickle
+(the file formats live in ``dezero.serialization``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import weakref
-import zipfile
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy as np
 import dezero.functions as F
 from dezero import cuda
 from dezero.core import Parameter
+from dezero.serialization import CheckpointError, load_npz, save_npz_atomic
 
 __all__ = [
     "CheckpointError",
@@ -32,117 +31,6 @@ __all__ = [
     "load_npz",
     "save_npz_atomic",
 ]
-
-
-class CheckpointError(ValueError):
-    """A weights/checkpoint file or state dict that cannot be loaded (names path and problem)."""
-
-
-# =============================================================================
-# .npz files: atomic write, pickle-free read
-# =============================================================================
-_COMMENT = "dezero-npz-1 arrays="
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_npz_atomic(path, arrays: Mapping[str, Any]) -> None:
-    """Write ``arrays`` (name -> array) to the ``.npz`` file ``path`` atomically.
-
-    The archive is written to a temporary file in the same folder, flushed to disk and then
-    renamed over ``path`` (``os.replace``), so ``path`` never holds a half-written file.
-    CuPy arrays are copied to the host; object arrays are refused (no pickle).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED,
-                                 allowZip64=True) as zf:
-                for key, value in arrays.items():
-                    array = np.asarray(cuda.as_numpy(value))
-                    with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, array, allow_pickle=False)
-                # the member count, checked on load: zipfile itself would not notice a
-                # damaged central directory that hides an entry
-                zf.comment = f"{_COMMENT}{len(arrays)}".encode("ascii")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _check_npy_header(member, info) -> None:
-    """Refuse object arrays and headers that promise more data than the member holds."""
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        return  # rare newer headers: read_array checks them itself
-    if dtype.hasobject:
-        raise ValueError(f"{info.filename!r} holds Python objects, which need pickle")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > info.file_size:
-        raise ValueError(
-            f"{info.filename!r} declares {nbytes} bytes of data but holds {info.file_size}"
-        )
-
-
-def load_npz(path) -> dict[str, np.ndarray]:
-    """Read every array of the ``.npz`` file ``path`` (``allow_pickle=False``).
-
-    Raises:
-        FileNotFoundError: when ``path`` does not exist.
-        CheckpointError: when the file is truncated, corrupted (CRC checked), not an
-            ``.npz`` archive, or holds pickled objects; the message names the path.
-    """
-    path = os.fspath(path)
-    arrays: dict[str, np.ndarray] = {}
-    with open(path, "rb") as f:
-        try:
-            with zipfile.ZipFile(f) as zf:
-                comment = zf.comment.decode("ascii", errors="replace")
-                if comment.startswith(_COMMENT):
-                    count = comment[len(_COMMENT):]
-                    if not count.isdigit() or int(count) != len(zf.infolist()):
-                        raise ValueError(
-                            f"the archive lists {len(zf.infolist())} arrays, "
-                            f"its footer says {count}"
-                        )
-                for info in zf.infolist():
-                    if not info.filename.endswith(".npy"):
-                        raise CheckpointError(
-                            f"{path!r}: unexpected member {info.filename!r} (not an .npy array)"
-                        )
-                    with zf.open(info) as member:
-                        _check_npy_header(member, info)
-                    with zf.open(info) as member:
-                        array = np.lib.format.read_array(member, allow_pickle=False)
-                        if member.read(1):  # also reaches the end, where the CRC is checked
-                            raise CheckpointError(
-                                f"{path!r}: trailing bytes after array {info.filename!r}"
-                            )
-                    arrays[info.filename[:-4]] = array
-        except CheckpointError:
-            raise
-        except Exception as e:  # whatever a damaged archive or header makes numpy/zipfile raise
-            raise CheckpointError(
-                f"cannot load {path!r}: the file is truncated, corrupted or not a dezero "
-                f".npz file ({type(e).__name__}: {e})"
-            ) from e
-    return arrays
 
 
 # =============================================================================

@@ -3,24 +3,24 @@
 Optimizer state (momenta, Adam moments, the step count) lives on each parameter's device and
 is keyed by the parameter's path in the model (``'l1/W'``), never by ``id()``, so it can be
 saved with ``state_dict()`` and restored into a fresh process with ``load_state_dict()``;
-``save_checkpoint`` / ``load_checkpoint`` put model, optimizer and any extra state (epoch,
-RNG state, schedule) into one ``.npz`` file, written atomically and read without pickle.
+``save_checkpoint`` / ``load_checkpoint`` (defined in ``dezero.serialization``) put model,
+optimizer and any extra state (epoch, RNG state, schedule) into one ``.npz`` file, written
+atomically and read without pickle.
 
 Updates run under ``no_grad`` and work in place on ``param.data``, in the parameter's dtype.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from dezero import cuda
 from dezero.core import Parameter, Variable, no_grad
-from dezero.layers import CheckpointError, Layer, load_npz, save_npz_atomic
+from dezero.layers import Layer
+from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
     "SGD",
@@ -513,102 +513,3 @@ class WarmupLR(LRScheduler):
         if self.after is None:
             return self.base_lr
         return self.after.lr_at(step - self.warmup_steps)
-
-
-# =============================================================================
-# Checkpoints: model + optimizer + extras in one file
-# =============================================================================
-def _encode(value, key: str, arrays: dict) -> Any:
-    """Turn ``value`` into JSON, storing arrays in ``arrays`` (no pickle anywhere)."""
-    if isinstance(value, cuda.array_types):
-        name = "extra/" + key
-        arrays[name] = cuda.as_numpy(value)
-        return {"__ndarray__": name}
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        bad = [k for k in value if not isinstance(k, str)]
-        if bad:
-            raise TypeError(f"checkpoint extra {key!r}: dict keys must be str, got {bad[0]!r}")
-        return {"__dict__": {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}}
-    raise TypeError(
-        f"checkpoint extra {key!r}: cannot store a {type(value).__name__} (use numbers, "
-        f"strings, arrays, and lists/tuples/dicts of those)"
-    )
-
-
-def _decode(obj, arrays: Mapping[str, np.ndarray]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            return arrays[obj["__ndarray__"]]
-        if "__tuple__" in obj:
-            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
-        return {k: _decode(v, arrays) for k, v in obj["__dict__"].items()}
-    return obj
-
-
-_FORMAT = "dezero-checkpoint-1"
-
-
-def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **extra) -> None:
-    """Save ``model``, ``optimizer`` and ``extra`` values to one ``.npz`` file, atomically.
-
-    ``extra`` holds numbers, strings, arrays, and lists/tuples/dicts of those, e.g.
-    ``epoch=3, rng=np.random.get_state(), schedule=scheduler.state_dict()``. Nothing is
-    pickled; the model is not moved between devices.
-    """
-    arrays: dict[str, Any] = {"format": np.array(_FORMAT)}
-    for k, v in model.state_dict().items():
-        arrays["model/" + k] = v
-    if optimizer is not None:
-        for k, v in optimizer.state_dict().items():
-            arrays["optimizer/" + k] = v
-    meta = {k: _encode(v, k, arrays) for k, v in extra.items()}
-    arrays["extra.json"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    save_npz_atomic(path, arrays)
-
-
-def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
-                    strict: bool = True) -> dict[str, Any]:
-    """Restore a ``save_checkpoint`` file into ``model`` (and ``optimizer``); return extras.
-
-    Model and optimizer are both checked before either is changed. The optimizer must have
-    been ``setup()`` on ``model``.
-
-    Raises:
-        FileNotFoundError: when ``path`` does not exist.
-        CheckpointError (a ValueError): a truncated/corrupted file, not a checkpoint, or state
-            that does not fit the model/optimizer; the message names ``path`` and the problem.
-    """
-    where = repr(os.fspath(path))
-    arrays = load_npz(path)
-    fmt = arrays.get("format")
-    if fmt is None or str(fmt) != _FORMAT or "extra.json" not in arrays:
-        raise CheckpointError(f"{where} is not a dezero checkpoint (saved by save_checkpoint)")
-    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    opt_state = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")}
-    try:
-        model_plan = model._plan_load(model_state, strict)
-        opt_plan = None
-        if optimizer is not None:
-            if not opt_state:
-                raise CheckpointError("the checkpoint holds no optimizer state")
-            opt_plan = optimizer._plan_load(opt_state)
-        meta = json.loads(arrays["extra.json"].tobytes().decode("utf-8"))
-        extra = {k: _decode(v, arrays) for k, v in meta.items()}
-    except CheckpointError as e:
-        raise CheckpointError(f"{where}: {e}") from None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{where}: damaged extras ({type(e).__name__}: {e})") from None
-    model._apply_load(model_plan)
-    if opt_plan is not None:
-        optimizer._apply_load(opt_plan)
-    return extra
