@@ -5,8 +5,8 @@ in assignment order; ``params()`` and the saved files follow that order, so runs
 exactly. Non-trainable arrays that belong to the state (BatchNorm's running statistics) are
 *buffers*: saved and moved between devices with the layer, never handed to an optimizer.
 
-Weights are saved as NumPy ``.npz`` archives, written atomically and read without pickle
-(the file formats live in ``dezero.serialization``).
+Weights are saved as NumPy ``.npz`` archives or ``.safetensors`` files (by extension),
+written atomically and read without pickle (the formats live in ``dezero.serialization``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ import numpy as np
 import dezero.functions as F
 from dezero import cuda
 from dezero.core import Parameter
-from dezero.serialization import CheckpointError, load_npz, save_npz_atomic
+from dezero.serialization import (
+    CheckpointError,
+    load_arrays,
+    load_npz,
+    save_arrays,
+    save_npz_atomic,
+)
 
 __all__ = [
     "CheckpointError",
@@ -297,21 +303,23 @@ class Layer:
         return missing, unexpected
 
     def save_weights(self, path) -> None:
-        """Save ``state_dict()`` to the ``.npz`` file ``path`` (atomic; the model stays put).
+        """Save ``state_dict()`` to ``path`` (atomic; the model stays put).
 
-        The file name is used as given (no ``.npz`` is appended).
+        A name ending in ``.safetensors`` writes a safetensors file (extra ``safetensors``);
+        any other name an ``.npz`` archive. The file name is used as given (no ``.npz`` is
+        appended).
         """
-        save_npz_atomic(path, self.state_dict())
+        save_arrays(path, self.state_dict())
 
     def load_weights(self, path, strict: bool = True) -> None:
-        """Load weights saved by ``save_weights`` (``allow_pickle=False``).
+        """Load weights saved by ``save_weights`` (format by extension, as there; no pickle).
 
         Raises:
             FileNotFoundError: when ``path`` does not exist.
             CheckpointError (a ValueError): truncated/corrupted file, missing or extra keys,
                 mismatched shapes; the message names ``path`` and the problem.
         """
-        arrays = load_npz(path)
+        arrays = load_arrays(path)
         try:
             self.load_state_dict(arrays, strict=strict)
         except CheckpointError as e:

@@ -1,6 +1,9 @@
 """dezero.serialization: every file format dezero reads or writes, in one place.
 
 - ``.npz`` archives of named arrays (``save_npz_atomic`` / ``load_npz``), read without pickle;
+- ``.safetensors`` files (``save_safetensors`` / ``load_safetensors``, extra ``safetensors``);
+- ``save_arrays`` / ``load_arrays``, which pick one of the two by the file's extension
+  (what ``Layer.save_weights`` / ``load_weights`` use);
 - checkpoints (``save_checkpoint`` / ``load_checkpoint``): model, optimizer and extra state
   (epoch, RNG state, schedule) in one ``.npz`` file;
 - ``CheckpointError``, the one error for a file or state dict that cannot be loaded.
@@ -19,6 +22,7 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
@@ -32,10 +36,14 @@ if TYPE_CHECKING:  # layers and optimizers import this module
 __all__ = [
     "CheckpointError",
     "atomic_write",
+    "load_arrays",
     "load_checkpoint",
     "load_npz",
+    "load_safetensors",
+    "save_arrays",
     "save_checkpoint",
     "save_npz_atomic",
+    "save_safetensors",
 ]
 
 
@@ -163,6 +171,116 @@ def load_npz(path) -> dict[str, np.ndarray]:
                 f".npz file ({type(e).__name__}: {e})"
             ) from e
     return arrays
+
+
+# =============================================================================
+# .safetensors files (extra "safetensors"): atomic write, checksummed read
+# =============================================================================
+_SAFETENSORS_FORMAT = "dezero-safetensors-1"
+
+
+def _safetensors_numpy():
+    try:
+        import safetensors.numpy
+    except ImportError as e:
+        raise ImportError(
+            'reading or writing .safetensors files needs the safetensors package: '
+            'pip install "dezero[safetensors]"'
+        ) from e
+    return safetensors.numpy
+
+
+def _crc32(array: np.ndarray) -> str:
+    # the bytes as the file stores them (little-endian, C order)
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return format(zlib.crc32(little.view(np.uint8).reshape(-1)), "08x")
+
+
+def save_safetensors(path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` (name -> array) to the ``.safetensors`` file ``path`` atomically.
+
+    Written with the ``safetensors`` package's NumPy API, so any safetensors reader
+    (``safetensors.numpy.load_file``, PyTorch, JAX) reads it. CuPy arrays are copied to
+    the host. The header's metadata holds a CRC-32 of every array, which
+    ``load_safetensors`` checks (the format itself has no checksum).
+    """
+    st = _safetensors_numpy()
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        array = np.ascontiguousarray(cuda.as_numpy(value))
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{key!r}: a .safetensors file cannot hold dtype {array.dtype}")
+        tensors[key] = array
+    crcs = {key: _crc32(array) for key, array in tensors.items()}
+    metadata = {"format": _SAFETENSORS_FORMAT, "crc32": json.dumps(crcs)}
+    data = st.save(tensors, metadata=metadata)
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    (size,) = np.frombuffer(data[:8], dtype="<u8")
+    header = json.loads(data[8:8 + int(size)].decode("utf-8"))
+    return header.get("__metadata__") or {}
+
+
+def load_safetensors(path) -> dict[str, np.ndarray]:
+    """Read every array of the ``.safetensors`` file ``path`` (no pickle in the format).
+
+    Files written by other programs load too; files written by dezero also have their
+    checksums verified.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: when the file is truncated, corrupted (checksums of dezero's
+            files), or not a safetensors file; the message names the path.
+    """
+    st = _safetensors_numpy()
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        loaded = st.load(data)
+        metadata = _safetensors_metadata(data)
+        # the saved order (the format itself sorts the arrays by dtype and name)
+        order = sorted(loaded)
+        if metadata.get("format") == _SAFETENSORS_FORMAT:
+            crcs = json.loads(metadata["crc32"])
+            if set(crcs) != set(loaded):
+                raise ValueError("the arrays differ from the ones the header lists")
+            bad = [k for k in crcs if _crc32(loaded[k]) != crcs[k]]
+            if bad:
+                raise ValueError(f"checksum mismatch for {bad}")
+            order = list(crcs)
+    except Exception as e:  # SafetensorError, or what a damaged header makes json raise
+        raise CheckpointError(
+            f"cannot load {path!r}: the file is truncated, corrupted or not a .safetensors "
+            f"file ({type(e).__name__}: {e})"
+        ) from e
+    return {k: loaded[k] for k in order}
+
+
+# =============================================================================
+# Format by extension
+# =============================================================================
+def _is_safetensors(path) -> bool:
+    return os.fspath(path).lower().endswith(".safetensors")
+
+
+def save_arrays(path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` atomically as ``.safetensors`` if ``path`` ends so, else as ``.npz``.
+
+    The file name is used as given (no extension is appended).
+    """
+    if _is_safetensors(path):
+        save_safetensors(path, arrays)
+    else:
+        save_npz_atomic(path, arrays)
+
+
+def load_arrays(path) -> dict[str, np.ndarray]:
+    """Read a file written by ``save_arrays`` (the format chosen by the extension, as there)."""
+    return load_safetensors(path) if _is_safetensors(path) else load_npz(path)
 
 
 # =============================================================================
