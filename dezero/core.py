@@ -382,6 +382,11 @@ def as_variable(obj) -> Variable:
 # =============================================================================
 # Function
 # =============================================================================
+# While dezero.onnx traces a forward pass, a callable ``(function, inputs, outputs)`` that
+# records every call, also those on constants only (which keep no graph). None otherwise.
+_tracer = None
+
+
 class Function:
     """Base of every op: subclasses implement ``forward`` on arrays, ``backward`` on Variables.
 
@@ -437,6 +442,8 @@ class Function:
             else:  # a function of constants only is a constant (no graph to keep)
                 for y in outputs:
                     y.requires_grad = False
+        if _tracer is not None:
+            _tracer(self, xs, outputs)
         return outputs if len(outputs) > 1 else outputs[0]
 
     def forward(self, *xs):

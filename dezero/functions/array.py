@@ -267,22 +267,62 @@ def _short(slices):
     return out[0] if not isinstance(slices, tuple) else "(" + ", ".join(out) + ")"
 
 
-def _prepare_index(slices, xp):
-    """Unwrap Variables and move array indices to the device of the data."""
-    if isinstance(slices, Variable):
-        slices = slices.data
+class _Slot:
+    """Where the k-th index array of a GetItem goes in its index (see ``_split_index``)."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+    def __repr__(self):
+        return f"<index input {self.k}>"
+
+
+def _split_index(slices, xp):
+    """Split ``slices`` into a template and its index arrays.
+
+    Every array, list or Variable in the index becomes an input of GetItem (a ``_Slot`` marks
+    its place in the template), so that a trace of the forward pass (``dezero.onnx``) sees
+    where the indices came from; ints, slices, None and Ellipsis stay in the template.
+    """
+    arrays = []
+
+    def one(s):
+        if isinstance(s, list):
+            s = xp.asarray(s)
+        elif isinstance(s, cuda.array_types) and xp is not np:
+            s = xp.asarray(s)  # NumPy indices for CuPy data move to the device
+        elif not isinstance(s, Variable):
+            return s
+        arrays.append(s)
+        return _Slot(len(arrays) - 1)
+
     if isinstance(slices, tuple):
-        return tuple(_prepare_index(s, xp) for s in slices)
-    if xp is not np and isinstance(slices, (np.ndarray, list)):
-        return xp.asarray(slices)
-    return slices
+        return tuple(one(s) for s in slices), arrays
+    return one(slices), arrays
+
+
+def _fill_index(template, arrays):
+    if isinstance(template, tuple):
+        return tuple(arrays[s.k] if type(s) is _Slot else s for s in template)
+    return arrays[template.k] if type(template) is _Slot else template
 
 
 class GetItem(Function):
-    def __init__(self, slices):
-        self.slices = slices
+    """``(x, *index_arrays) -> x[index]``; ``template`` is the index with each array replaced
+    by a ``_Slot`` naming its input (the arrays are inputs, never differentiated)."""
 
-    def forward(self, x):
+    def __init__(self, template):
+        self.template = template
+        self.slices = template
+
+    def forward(self, x, *arrays):
+        if arrays:
+            xp = cuda.get_array_module(x)
+            if xp is not np:
+                arrays = [xp.asarray(a) for a in arrays]
+            self.slices = _fill_index(self.template, arrays)
         try:
             return x[self.slices]
         except IndexError as e:
@@ -292,8 +332,11 @@ class GetItem(Function):
             ) from None
 
     def backward(self, gy):
-        (x,) = self.inputs
-        return GetItemGrad(self.slices, x.shape)(gy)
+        x = self.inputs[0]
+        gx = GetItemGrad(self.slices, x.shape)(gy)
+        if len(self.inputs) == 1:
+            return gx
+        return (gx,) + (None,) * (len(self.inputs) - 1)
 
 
 class GetItemGrad(Function):
@@ -353,8 +396,8 @@ def get_item(x, slices):
     >>> x.grad
     variable([2. 0. 1.])
     """
-    xp = cuda.get_array_module(x)
-    return GetItem(_prepare_index(slices, xp))(x)
+    template, arrays = _split_index(slices, cuda.get_array_module(x))
+    return GetItem(template)(x, *arrays)
 
 
 # =============================================================================

@@ -42,15 +42,16 @@ def _scatter_add(x, gy, shape, dtype):
 
 
 class EmbedID(Function):
-    def __init__(self, ids):
-        self.ids = ids
+    """``(W, ids) -> W[ids]``. The ids are an input (never differentiated), so a trace of the
+    forward pass (``dezero.onnx``) sees where they came from."""
 
-    def forward(self, W):
-        return W[self.ids]
+    def forward(self, W, ids):
+        self.ids = ids
+        return W[ids]
 
     def backward(self, gy):
-        (W,) = self.inputs
-        return EmbedIDGrad(self.ids, W.shape)(gy)
+        W = self.inputs[0]
+        return EmbedIDGrad(self.ids, W.shape)(gy), None
 
 
 class EmbedIDGrad(Function):
@@ -68,7 +69,7 @@ class EmbedIDGrad(Function):
         return _scatter_add(self.ids, gy, self.W_shape, gy.dtype)
 
     def backward(self, ggW):
-        return EmbedID(self.ids)(ggW)
+        return EmbedID()(ggW, self.ids)
 
 
 def embed_id(x, W):
@@ -107,9 +108,8 @@ def embed_id(x, W):
               [0. 1.]
               [4. 5.]])
     """
-    ids = x.data if isinstance(x, Variable) else x
-    xp = cuda.get_array_module(ids)
-    ids = xp.asarray(ids)
     W = as_variable(W)
-    _check_ids(ids, W.data)
-    return EmbedID(ids)(W)
+    if not isinstance(x, Variable):  # a Variable of ids stays one: its origin stays traceable
+        x = cuda.get_array_module(x).asarray(x)
+    _check_ids(x.data if isinstance(x, Variable) else x, W.data)
+    return EmbedID()(W, x)
