@@ -291,8 +291,9 @@ def _split_index(slices, xp):
     def one(s):
         if isinstance(s, list):
             s = xp.asarray(s)
-        elif isinstance(s, cuda.array_types) and xp is not np:
-            s = xp.asarray(s)  # NumPy indices for CuPy data move to the device
+        elif isinstance(s, cuda.array_types):
+            if xp is not np:
+                s = xp.asarray(s)  # NumPy indices for CuPy data move to the device
         elif not isinstance(s, Variable):
             return s
         arrays.append(s)

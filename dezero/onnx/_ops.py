@@ -127,7 +127,8 @@ def _attr_const(g, op, value, value2, dtype, hint):
     if flat.size == 0 or not np.all(flat == flat[0]):
         raise ExportError(
             f"its constant {hint} of shape {value.shape} changes with the batch size but "
-            f"is not one repeated value"
+            f"is not one repeated value; compute it from the inputs, or export with "
+            f"dynamic_batch=False"
         )
     dims = _dims(value.shape, value2.shape, g.n_batch)
     return g.node("Expand", [g.const(flat[:1].reshape(()), dtype=dtype, hint=hint),
@@ -337,8 +338,9 @@ def _get_item(g, op):
     items = list(template) if isinstance(template, tuple) else [template]
     n_used = sum(1 for s in items if s is not None and s is not Ellipsis)
     fill = [slice(None)] * (x.ndim - n_used)
-    if Ellipsis in items:
-        i = items.index(Ellipsis)
+    ellipsis = [i for i, s in enumerate(items) if s is Ellipsis]
+    if ellipsis:
+        i = ellipsis[0]
         items = items[:i] + fill + items[i + 1:]
     else:
         items = items + fill
