@@ -142,6 +142,25 @@ def test_recurrent_over_embed_id(tmp_path, cell):
     assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
+def test_export_of_a_model_on_the_device(xp, tmp_path):
+    model = SeqModel(L.LSTM)
+    cnn = CNN()
+    x, t = randn(3, 3, 8, 8), ids(3)
+    cnn(x)
+    model(t)
+    want_cnn, want_seq = reference(cnn, [x]), reference(model, [t])
+    if xp is not np:
+        cnn.to_gpu()
+        model.to_gpu()
+    donnx.export(cnn, xp.asarray(x), tmp_path / "cnn.onnx")
+    donnx.export(model, xp.asarray(t), tmp_path / "seq.onnx")
+    np.testing.assert_allclose(run_onnx(tmp_path / "cnn.onnx", [x])[0], want_cnn[0],
+                               rtol=1e-4, atol=1e-5)
+    got = run_onnx(tmp_path / "seq.onnx", [t])
+    for g, w in zip(got, want_seq):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
 def test_export_leaves_the_recurrent_state_as_it_found_it(tmp_path):
     model = SeqModel(L.LSTM)
     model.rnn.reset_state()

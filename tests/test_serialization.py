@@ -192,3 +192,17 @@ def test_safetensors_missing_package_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "dezero\[safetensors\]"'):
         _net().save_weights(tmp_path / "w.safetensors")
     assert os.listdir(tmp_path) == []
+
+
+def test_safetensors_from_the_device(xp, tmp_path):
+    pytest.importorskip("safetensors")
+    a = L.Linear(3, in_size=2)
+    if xp is not np:
+        a.to_gpu()
+    a.save_weights(tmp_path / "w.safetensors")
+    b = L.Linear(3, in_size=2)
+    if xp is not np:
+        b.to_gpu()
+    b.load_weights(tmp_path / "w.safetensors")
+    assert type(b.W.data) is type(a.W.data)  # loaded onto the layer's own device
+    np.testing.assert_array_equal(L.cuda.as_numpy(b.W.data), L.cuda.as_numpy(a.W.data))

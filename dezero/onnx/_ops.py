@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dezero import core
+from dezero import core, cuda
 from dezero.functions import (
     activation,
     array,
@@ -117,8 +117,8 @@ _CONSTANT = {
 
 def _attr_const(g, op, value, value2, dtype, hint):
     """An initializer for an array attribute; one that follows the batch is expanded."""
-    value = np.asarray(value)
-    value2 = np.asarray(value2)
+    value = np.asarray(cuda.as_numpy(value))
+    value2 = np.asarray(cuda.as_numpy(value2))
     if value.shape == value2.shape or g.n_batch is None:
         return g.const(value, dtype=dtype, hint=hint)
     from dezero.onnx._export import ExportError, _dims
