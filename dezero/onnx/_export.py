@@ -44,7 +44,9 @@ def _user_line() -> str:
     The first frame outside dezero; for dezero's own models and layers (whose caller is the
     exporter), the innermost frame outside the op library.
     """
-    frame = sys._getframe(3)  # _user_line <- tracer <- Function.__call__ <- the caller
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back  # the tracer itself
     inner = None
     while frame is not None:
         file = frame.f_code.co_filename
