@@ -421,3 +421,13 @@ def run_onnx_proto(proto, arrays):
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     return session.run(None, {i.name: a for i, a in zip(session.get_inputs(), arrays)})
+
+
+def test_signature_is_the_one_api_md_pins():
+    import inspect
+
+    params = inspect.signature(donnx.export).parameters
+    assert [(p.name, p.default) for p in params.values()] == [
+        ("model", inspect.Parameter.empty), ("args", inspect.Parameter.empty),
+        ("path", inspect.Parameter.empty), ("input_names", None), ("output_names", None),
+        ("dynamic_batch", True), ("opset", None)]
