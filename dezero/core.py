@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import heapq
 import numbers
+import threading
 import weakref
 from typing import Any
 
 import numpy as np
 
 from dezero import cuda
+from dezero.array_utils import sum_to
 
 __all__ = [
     "Config",
@@ -40,16 +42,49 @@ __all__ = [
 # =============================================================================
 # Config
 # =============================================================================
-class Config:
-    """Global switches. ``enable_backprop``: record graphs; ``train``: training mode."""
+class _PerThread(type):
+    """Metaclass that turns the settings declared in a class body into per-thread values.
+
+    The declared values become the defaults of a ``threading.local``; reading or assigning
+    ``Cls.name`` then reads or assigns the calling thread's value.
+    """
+
+    def __new__(mcs, name, bases, namespace):
+        defaults = {k: namespace.pop(k) for k in list(namespace) if not k.startswith("_")}
+        cls = super().__new__(mcs, name, bases, namespace)
+        type.__setattr__(cls, "_local", type("_Settings", (threading.local,), defaults)())
+        return cls
+
+    def __getattr__(cls, name):  # only called for names not found on the class: the settings
+        return getattr(cls._local, name)
+
+    def __setattr__(cls, name, value):
+        if hasattr(type(cls._local), name):
+            setattr(cls._local, name, value)
+        else:
+            type.__setattr__(cls, name, value)
+
+
+class Config(metaclass=_PerThread):
+    """Switches that ops read: ``enable_backprop`` (record graphs) and ``train`` (training mode).
+
+    The class attributes are the defaults. Each thread has its own values: ``no_grad()``,
+    ``test_mode()``, ``using_config`` and ``backward()`` in one thread never change what
+    another thread records. ``Config.enable_backprop`` reads and assigns the calling
+    thread's value, as in the book.
+    """
 
     enable_backprop = True
     train = True
 
 
+# The engine reads the calling thread's settings through this object (the fastest path).
+_settings = Config._local
+
+
 @contextlib.contextmanager
 def using_config(name: str, value: Any):
-    """Temporarily set ``Config.<name>`` to ``value`` inside a ``with`` block."""
+    """Temporarily set ``Config.<name>`` to ``value`` in this thread inside a ``with`` block."""
     old_value = getattr(Config, name)
     setattr(Config, name, value)
     try:
@@ -208,9 +243,10 @@ class Variable:
         """Accumulate d(self)/d(leaf) into the ``grad`` of every Variable upstream.
 
         Functions are visited in descending generation order (a heap), each exactly once.
-        Gradients of intermediate Variables are freed unless ``retain_grad``; the backward
-        computation itself is recorded as a graph only when ``create_graph`` (for higher
-        order derivatives).
+        Gradients of intermediate Variables are freed unless ``retain_grad``. With
+        ``create_graph`` the backward pass runs each Function's ``backward`` on Variables and
+        is itself recorded as a graph (for higher order derivatives); without it, Functions
+        that define ``backward_array`` compute their gradients on plain arrays.
         """
         if self.data is None:
             raise ValueError("backward() called on a Variable without data (data is None)")
@@ -227,38 +263,22 @@ class Variable:
         f = self.creator
         seen.add(id(f))
         heappush(heap, (-f.generation, counter, f))
-        old = Config.enable_backprop
-        Config.enable_backprop = create_graph
+        old = _settings.enable_backprop
+        _settings.enable_backprop = create_graph
         try:
             while heap:
                 f = heappop(heap)[2]
-                refs = f.outputs
-                if len(refs) == 1:
-                    y = refs[0]()
-                    outputs = (y,)
-                    gxs = f.backward(None if y is None else y.grad)
-                else:
-                    outputs = [ref() for ref in refs]
-                    gxs = f.backward(*[None if y is None else y.grad for y in outputs])
-                if type(gxs) is not tuple:
-                    gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
+                outputs = [ref() for ref in f.outputs]
+                gxs = _function_grads(f, outputs, create_graph)
                 for x, gx in zip(f.inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
-                    if not isinstance(gx, Variable):
-                        gx = Variable(gx)
-                    gdata, xdata = gx.data, x.data
-                    if gdata.shape != xdata.shape:
-                        raise ValueError(
-                            f"{type(f).__name__}.backward returned a gradient of shape "
-                            f"{gdata.shape} for an input of shape {xdata.shape}"
-                        )
-                    if gdata.dtype != xdata.dtype and xdata.dtype.kind == "f":
-                        raise TypeError(
-                            f"{type(f).__name__}.backward returned a gradient of dtype "
-                            f"{gdata.dtype} for an input of dtype {xdata.dtype}"
-                        )
-                    x.grad = gx if x.grad is None else x.grad + gx
+                    if create_graph:
+                        _check_grad(f, gx.data, x.data)
+                        x.grad = gx if x.grad is None else x.grad + gx
+                    else:
+                        _check_grad(f, gx, x.data)
+                        x.grad = Variable(gx if x.grad is None else x.grad.data + gx)
                     c = x.creator
                     if c is not None and id(c) not in seen:
                         seen.add(id(c))
@@ -269,7 +289,7 @@ class Variable:
                         if y is not None:
                             y.grad = None
         finally:
-            Config.enable_backprop = old
+            _settings.enable_backprop = old
 
     # --- shape and reductions (delegate to dezero.functions) --------------------
     def reshape(self, *shape):
@@ -331,7 +351,7 @@ class Variable:
         return AddConstant(-_operand(other, self.data))(self)
 
     def __rsub__(self, other):
-        return SubConstant(_operand(other, self.data))(self)
+        return ConstantMinus(_operand(other, self.data))(self)
 
     def __mul__(self, other):
         if isinstance(other, Variable):
@@ -347,7 +367,7 @@ class Variable:
         return DivByConstant(_operand(other, self.data))(self)
 
     def __rtruediv__(self, other):
-        return DivConstant(_operand(other, self.data))(self)
+        return ConstantOver(_operand(other, self.data))(self)
 
     def __pow__(self, other):
         return pow(self, other)
@@ -392,7 +412,17 @@ class Function:
 
     Calling a Function wraps its outputs in Variables and, when ``Config.enable_backprop``,
     records it as their creator (outputs are held weakly so that graphs free themselves).
+
+    ``backward(*gys)`` is written with dezero functions, so that its own graph can be
+    recorded (``create_graph=True``, derivatives of any order). A Function may also define
+    ``backward_array(xs, ys, gys)``: the same gradients on plain arrays (``xs`` the input
+    arrays, ``ys`` the output arrays, ``gys`` the output gradients, None where an output has
+    none), returning one array or a tuple with an entry per input (None: no gradient). The
+    engine calls it whenever no graph of the backward pass is wanted; it may read
+    ``self.inputs[i].requires_grad`` to skip gradients that nobody needs.
     """
+
+    backward_array = None
 
     def __call__(self, *inputs):
         # Raw arrays and scalars become constant Variables: nobody can ask for their grad.
@@ -426,7 +456,7 @@ class Function:
             outputs = [Variable(y) for y in ys]
         else:
             outputs = [Variable(ys)]
-        if Config.enable_backprop:
+        if _settings.enable_backprop:
             if need_grad:
                 gen = xs[0].generation
                 for x in xs:
@@ -453,97 +483,122 @@ class Function:
         raise NotImplementedError
 
 
-# =============================================================================
-# Arithmetic
-# =============================================================================
-class BinaryFunction(Function):
-    """Base of broadcasting binary ops on two Variables.
+def _function_grads(f: Function, outputs: list, create_graph: bool) -> tuple:
+    """The gradients of ``f``'s inputs, one per input: Variables under ``create_graph``,
+    arrays otherwise (from ``backward_array`` when ``f`` has one)."""
+    if create_graph or f.backward_array is None:
+        gxs = f.backward(*[None if y is None else y.grad for y in outputs])
+    else:
+        gxs = f.backward_array(
+            tuple(x.data for x in f.inputs),
+            tuple(None if y is None else y.data for y in outputs),
+            tuple(None if y is None or y.grad is None else y.grad.data for y in outputs),
+        )
+    if type(gxs) is not tuple:
+        gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
+    if len(gxs) != len(f.inputs):
+        raise ValueError(
+            f"{type(f).__name__}.backward returned {len(gxs)} gradient(s) for "
+            f"{len(f.inputs)} input(s)"
+        )
+    if not create_graph:  # plain arrays from here on
+        gxs = tuple(gx.data if isinstance(gx, Variable) else gx for gx in gxs)
+    else:
+        gxs = tuple(gx if gx is None or isinstance(gx, Variable) else Variable(gx) for gx in gxs)
+    return gxs
 
-    ``_reduce`` is the one place where broadcast gradients are summed back with ``sum_to``
-    (and cast back to the input's dtype when the op promoted it).
 
-    Backward passes that record no graph (``create_graph=False``, the common case) take a
-    fast path on raw arrays: same formulas, no Function objects; the engine wraps arrays.
+def _check_grad(f: Function, g, x) -> None:
+    """The engine's contract: a gradient has its input's shape, and a float input's dtype."""
+    if g.shape != x.shape:
+        raise ValueError(
+            f"{type(f).__name__}.backward returned a gradient of shape {g.shape} for an "
+            f"input of shape {x.shape}"
+        )
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        raise TypeError(
+            f"{type(f).__name__}.backward returned a gradient of dtype {g.dtype} for an "
+            f"input of dtype {x.dtype}"
+        )
+
+
+def unbroadcast(g, x):
+    """Sum the gradient ``g`` back to the shape of the input ``x`` and cast it to ``x``'s
+    float dtype: the one place where broadcast gradients are reduced.
+
+    ``g`` is an array (array-level backward) or a Variable (graph-recording backward);
+    ``x`` is anything with ``shape`` and ``dtype``. Returns ``g`` itself when it fits.
     """
-
-    def _reduce(self, gx0, gx1):
-        x0, x1 = self.inputs
-        if gx0 is not None and (gx0.shape != x0.shape or gx0.dtype != x0.dtype):
-            gx0 = _fit(gx0, x0)
-        if gx1 is not None and (gx1.shape != x1.shape or gx1.dtype != x1.dtype):
-            gx1 = _fit(gx1, x1)
-        return gx0, gx1
-
-
-def _fit(gx: Variable, x: Variable) -> Variable:
-    if gx.shape != x.shape:
-        gx = dezero.functions.sum_to(gx, x.shape)
-    if gx.dtype != x.dtype and x.dtype.kind == "f":
-        gx = dezero.functions.astype(gx, x.dtype)
-    return gx
-
-
-def _fit_array(g, x: Variable):
-    """``_fit`` on a raw gradient array (the no-graph fast path of a backward)."""
-    xd = x.data
-    if g.shape != xd.shape:
-        g = dezero.utils.sum_to(g, xd.shape)
-    if g.dtype != xd.dtype and xd.dtype.kind == "f":
-        g = g.astype(xd.dtype)
+    if g.shape != x.shape:
+        if isinstance(g, Variable):
+            g = dezero.functions.sum_to(g, x.shape)
+        else:
+            g = sum_to(g, x.shape)
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        if isinstance(g, Variable):
+            g = dezero.functions.astype(g, x.dtype)
+        else:
+            g = g.astype(x.dtype)
     return g
 
 
-class Add(BinaryFunction):
+# =============================================================================
+# Arithmetic
+# =============================================================================
+class Add(Function):
     def forward(self, x0, x1):
         return x0 + x1
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            x0, x1 = self.inputs
-            g = gy.data
-            return _fit_array(g, x0), _fit_array(g, x1)
-        return self._reduce(gy, gy)
+        x0, x1 = self.inputs
+        return unbroadcast(gy, x0), unbroadcast(gy, x1)
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0], xs[0]), unbroadcast(gys[0], xs[1])
 
 
-class Sub(BinaryFunction):
+class Sub(Function):
     def forward(self, x0, x1):
         return x0 - x1
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            x0, x1 = self.inputs
-            g = gy.data
-            return _fit_array(g, x0), _fit_array(-g, x1)
-        return self._reduce(gy, -gy)
+        x0, x1 = self.inputs
+        return unbroadcast(gy, x0), unbroadcast(-gy, x1)
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0], xs[0]), unbroadcast(-gys[0], xs[1])
 
 
-class Mul(BinaryFunction):
+class Mul(Function):
     def forward(self, x0, x1):
         return x0 * x1
 
     def backward(self, gy):
         x0, x1 = self.inputs
-        if not Config.enable_backprop:
-            g = gy.data
-            return (_fit_array(g * x1.data, x0) if x0.requires_grad else None,
-                    _fit_array(g * x0.data, x1) if x1.requires_grad else None)
-        return self._reduce(
-            gy * x1 if x0.requires_grad else None, gy * x0 if x1.requires_grad else None
-        )
+        return (unbroadcast(gy * x1, x0) if x0.requires_grad else None,
+                unbroadcast(gy * x0, x1) if x1.requires_grad else None)
+
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), (gy,) = xs, gys
+        return (unbroadcast(gy * x1, x0) if self.inputs[0].requires_grad else None,
+                unbroadcast(gy * x0, x1) if self.inputs[1].requires_grad else None)
 
 
-class Div(BinaryFunction):
+class Div(Function):
     def forward(self, x0, x1):
         return x0 / x1
 
     def backward(self, gy):
         x0, x1 = self.inputs
-        if not Config.enable_backprop:
-            g0 = gy.data / x1.data
-            g1 = -g0 * x0.data / x1.data if x1.requires_grad else None
-            return _fit_array(g0, x0), None if g1 is None else _fit_array(g1, x1)
         gx0 = gy / x1
-        return self._reduce(gx0, gx0 * (-x0 / x1) if x1.requires_grad else None)
+        gx1 = gx0 * (-x0 / x1) if x1.requires_grad else None
+        return unbroadcast(gx0, x0), None if gx1 is None else unbroadcast(gx1, x1)
+
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), (gy,) = xs, gys
+        gx0 = gy / x1
+        gx1 = -gx0 * x0 / x1 if self.inputs[1].requires_grad else None
+        return unbroadcast(gx0, x0), None if gx1 is None else unbroadcast(gx1, x1)
 
 
 # Ops with a constant operand (a scalar or an array that is not a Variable) are the common
@@ -553,41 +608,44 @@ class _ConstantOp(Function):
     def __init__(self, c):
         self.c = c
 
-    def _fit(self, gx):
-        (x,) = self.inputs
-        return _fit(gx, x) if (gx.shape != x.shape or gx.dtype != x.dtype) else gx
-
 
 class AddConstant(_ConstantOp):
+    """``x + c``."""
+
     def forward(self, x):
         return x + self.c
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            return _fit_array(gy.data, self.inputs[0])
-        return self._fit(gy)
+        return unbroadcast(gy, self.inputs[0])
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0], xs[0])
 
 
-class SubConstant(_ConstantOp):
+class ConstantMinus(_ConstantOp):
     """``c - x``."""
 
     def forward(self, x):
         return self.c - x
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            return _fit_array(-gy.data, self.inputs[0])
-        return self._fit(-gy)
+        return unbroadcast(-gy, self.inputs[0])
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(-gys[0], xs[0])
 
 
 class MulConstant(_ConstantOp):
+    """``x * c``."""
+
     def forward(self, x):
         return x * self.c
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            return _fit_array(gy.data * self.c, self.inputs[0])
-        return self._fit(gy * self.c)
+        return unbroadcast(gy * self.c, self.inputs[0])
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0] * self.c, xs[0])
 
 
 class DivByConstant(_ConstantOp):
@@ -597,12 +655,13 @@ class DivByConstant(_ConstantOp):
         return x / self.c
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            return _fit_array(gy.data / self.c, self.inputs[0])
-        return self._fit(gy / self.c)
+        return unbroadcast(gy / self.c, self.inputs[0])
+
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0] / self.c, xs[0])
 
 
-class DivConstant(_ConstantOp):
+class ConstantOver(_ConstantOp):
     """``c / x``."""
 
     def forward(self, x):
@@ -610,10 +669,11 @@ class DivConstant(_ConstantOp):
 
     def backward(self, gy):
         (x,) = self.inputs
-        if not Config.enable_backprop:
-            xd = x.data
-            return _fit_array(gy.data * (-self.c) / (xd * xd), x)
-        return self._fit(gy * (-self.c) / (x * x))
+        return unbroadcast(gy * (-self.c) / (x * x), x)
+
+    def backward_array(self, xs, ys, gys):
+        (x,) = xs
+        return unbroadcast(gys[0] * (-self.c) / (x * x), x)
 
 
 class Neg(Function):
@@ -621,9 +681,10 @@ class Neg(Function):
         return -x
 
     def backward(self, gy):
-        if not Config.enable_backprop:
-            return -gy.data
         return -gy
+
+    def backward_array(self, xs, ys, gys):
+        return -gys[0]
 
 
 class Pow(Function):
@@ -653,7 +714,7 @@ class Pow(Function):
         return gy * (x ** (c - 1) * c)
 
 
-class PowVar(BinaryFunction):
+class PowVar(Function):
     """``x0 ** x1`` with a differentiable exponent: d/dx1 = x0 ** x1 * log(x0)."""
 
     def forward(self, x0, x1):
@@ -677,7 +738,7 @@ class PowVar(BinaryFunction):
         positive = x0.data > 0
         safe = x0 if bool(positive.all()) else F.where(positive, x0, 1.0)
         gx1 = gy * y * F.log(safe)
-        return self._reduce(gx0, gx1)
+        return unbroadcast(gx0, x0), unbroadcast(gx1, x1)
 
 
 def _operand(c, x):

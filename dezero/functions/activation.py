@@ -9,7 +9,7 @@ inputs and are kept as test oracles for the fused ops.
 from __future__ import annotations
 
 from dezero import cuda, utils
-from dezero.core import Config, Function, Variable, as_variable
+from dezero.core import Function, as_variable
 from dezero.functions.math import exp
 from dezero.functions.reduction import sum as _sum
 
@@ -123,14 +123,18 @@ class ReLU(Function):
         return xp.maximum(x, x.dtype.type(0))
 
     def backward(self, gy):
-        (x,) = self.inputs
-        # the mask is a constant of the graph (relu'' = 0 away from the kink); cast, since
-        # NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
-        mask = (x.data > 0).astype(gy.dtype)
-        if not Config.enable_backprop:  # no graph wanted: skip the Function machinery
-            mask *= gy.data
-            return Variable(mask)
-        return gy * mask
+        # the mask is a constant of the graph (relu'' = 0 away from the kink)
+        return gy * self._mask(self.inputs[0].data, gy.dtype)
+
+    def backward_array(self, xs, ys, gys):
+        gx = self._mask(xs[0], gys[0].dtype)
+        gx *= gys[0]
+        return gx
+
+    @staticmethod
+    def _mask(x, dtype):
+        # cast: NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
+        return (x > 0).astype(dtype)
 
 
 def relu(x):

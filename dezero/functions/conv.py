@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Config, Function, Variable, as_variable
+from dezero.core import Config, Function, Variable, as_variable, unbroadcast
 from dezero.utils import get_conv_outsize, get_deconv_outsize, pair
 
 __all__ = [
@@ -91,15 +91,6 @@ def _check_fits(fname, in_hw, ksize, pad):
 def _out_hw(in_hw, ksize, stride, pad):
     return (get_conv_outsize(in_hw[0], ksize[0], stride[0], pad[0]),
             get_conv_outsize(in_hw[1], ksize[1], stride[1], pad[1]))
-
-
-def _match_dtype(g, x):
-    """Cast a gradient to its input's float dtype (inputs of mixed precision)."""
-    if g.dtype != x.dtype and x.dtype.kind == "f":
-        from dezero.functions.math import astype
-
-        g = astype(g, x.dtype)
-    return g
 
 
 # =============================================================================
@@ -583,7 +574,7 @@ def _conv2d_grad_w_array(x, gy, ksize, stride, pad, col=None, gy_mat=None, col_o
 def _bias_grad(gy, b):
     from dezero.functions.reduction import sum as _sum
 
-    return _match_dtype(_sum(gy, axis=(0, 2, 3)), b)
+    return unbroadcast(_sum(gy, axis=(0, 2, 3)), b)
 
 
 class Conv2d(Function):
@@ -611,25 +602,39 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, W = self.inputs[:2]
-        # gy as a (OC, N*OH*OW) matrix: one transposing copy, shared by both products
-        gy_mat, gy_owned = _channel_matrix(gy.data, scratch=True)
         gx = None
         if self.need_gx:
-            gx = Deconv2d(self.stride, self.pad, x.shape[2:], x_mat=gy_mat)(gy, W)
-            gx = _match_dtype(gx, x)
-        col, owned = self._col, self._col_owned
-        self._col, self._col_owned = None, False  # a second backward recomputes it
-        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad, col, gy_mat, owned)(x, gy)
-        gxs = (gx, _match_dtype(gW, W))
+            gx = unbroadcast(Deconv2d(self.stride, self.pad, x.shape[2:])(gy, W), x)
+        col, owned = self._take_col()
+        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad, col, None, owned)(x, gy)
+        gxs = (gx, unbroadcast(gW, W))
         if len(self.inputs) == 3:
-            b = self.inputs[2]
-            if Config.enable_backprop:
-                gxs += (_bias_grad(gy, b),)
-            else:  # first order only: a row sum of the matrix at hand
-                gxs += (Variable(gy_mat.sum(axis=1).astype(b.dtype, copy=False)),)
+            gxs += (_bias_grad(gy, self.inputs[2]),)
+        return gxs
+
+    def backward_array(self, xs, ys, gys):
+        x, W = xs[:2]
+        # gy as a (OC, N*OH*OW) matrix: one transposing copy, shared by all three products
+        gy_mat, gy_owned = _channel_matrix(gys[0], scratch=True)
+        gx = None
+        if self.need_gx:
+            gx = _deconv2d_array(gys[0], W, None, self.stride, self.pad, x.shape[2:], gy_mat)
+            gx = unbroadcast(gx, x)
+        col, owned = self._take_col()
+        gW = _conv2d_grad_w_array(x, gys[0], W.shape[2:], self.stride, self.pad, col, gy_mat,
+                                  owned)
+        gxs = (gx, unbroadcast(gW, W))
+        if len(xs) == 3:
+            gxs += (unbroadcast(gy_mat.sum(axis=1), xs[2]),)
         if gy_owned:
             _ws.give(gy_mat)
         return gxs
+
+    def _take_col(self):
+        """The im2col matrix kept by forward (a second backward recomputes it)."""
+        col, owned = self._col, self._col_owned
+        self._col, self._col_owned = None, False
+        return col, owned
 
 
 class Deconv2d(Function):
@@ -651,9 +656,9 @@ class Deconv2d(Function):
         x, W = self.inputs[:2]
         gx = None
         if self.need_gx:
-            gx = _match_dtype(Conv2d(self.stride, self.pad)(gy, W), x)
+            gx = unbroadcast(Conv2d(self.stride, self.pad)(gy, W), x)
         gW = Conv2dGradW(W.shape[2:], self.stride, self.pad)(gy, x)
-        gxs = (gx, _match_dtype(gW, W))
+        gxs = (gx, unbroadcast(gW, W))
         if len(self.inputs) == 3:
             gxs += (_bias_grad(gy, self.inputs[2]),)
         return gxs
@@ -685,7 +690,7 @@ class Conv2dGradW(Function):
         x, gy = self.inputs
         gx = Deconv2d(self.stride, self.pad, x.shape[2:])(gy, ggW)
         ggy = Conv2d(self.stride, self.pad)(x, ggW)
-        return _match_dtype(gx, x), _match_dtype(ggy, gy)
+        return unbroadcast(gx, x), unbroadcast(ggy, gy)
 
 
 def _check_conv(fname, x, W, b, stride, pad, transposed):

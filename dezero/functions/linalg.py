@@ -8,7 +8,7 @@ import string
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Config, Function, Variable, _constant, _fit, _fit_array
+from dezero.core import Function, Variable, _constant, unbroadcast
 
 __all__ = ["einsum", "linear", "linear_simple", "matmul"]
 
@@ -46,15 +46,16 @@ class MatMul(Function):
 
     def backward(self, gy):
         # No gradient is computed for an operand that needs none (a plain ndarray such as a
-        # data batch). Without a graph of the backward pass, plain arrays are enough.
+        # data batch).
         x, W = self.inputs
-        if not Config.enable_backprop:
-            g = gy.data
-            gx = _fit_array(g @ W.data.swapaxes(-1, -2), x) if x.requires_grad else None
-            gW = _fit_array(x.data.swapaxes(-1, -2) @ g, W) if W.requires_grad else None
-            return gx, gW
-        gx = _fit(matmul(gy, _swap_last(W)), x) if x.requires_grad else None
-        gW = _fit(matmul(_swap_last(x), gy), W) if W.requires_grad else None
+        gx = unbroadcast(matmul(gy, _swap_last(W)), x) if x.requires_grad else None
+        gW = unbroadcast(matmul(_swap_last(x), gy), W) if W.requires_grad else None
+        return gx, gW
+
+    def backward_array(self, xs, ys, gys):
+        (x, W), (gy,) = xs, gys
+        gx = unbroadcast(gy @ W.swapaxes(-1, -2), x) if self.inputs[0].requires_grad else None
+        gW = unbroadcast(x.swapaxes(-1, -2) @ gy, W) if self.inputs[1].requires_grad else None
         return gx, gW
 
 
@@ -119,19 +120,22 @@ class Linear(Function):
 
     def backward(self, gy):
         x, W = self.inputs[:2]
-        b = self.inputs[2] if len(self.inputs) == 3 else None
-        if not Config.enable_backprop:  # no graph wanted: plain arrays (see MatMul)
-            g = gy.data
-            gx = _fit_array(g @ W.data.T, x) if x.requires_grad else None
-            gW = _fit_array(x.data.T @ g, W) if W.requires_grad else None
-            if b is None:
-                return gx, gW
-            return gx, gW, (_fit_array(g, b) if b.requires_grad else None)
-        gx = _fit(matmul(gy, W.T), x) if x.requires_grad else None
-        gW = _fit(matmul(x.T, gy), W) if W.requires_grad else None
-        if b is None:
+        gx = unbroadcast(matmul(gy, W.T), x) if x.requires_grad else None
+        gW = unbroadcast(matmul(x.T, gy), W) if W.requires_grad else None
+        if len(self.inputs) == 2:
             return gx, gW
-        return gx, gW, (_fit(gy, b) if b.requires_grad else None)
+        b = self.inputs[2]
+        return gx, gW, (unbroadcast(gy, b) if b.requires_grad else None)
+
+    def backward_array(self, xs, ys, gys):
+        x, W = xs[:2]
+        gy = gys[0]
+        need = [v.requires_grad for v in self.inputs]
+        gx = unbroadcast(gy @ W.T, x) if need[0] else None
+        gW = unbroadcast(x.T @ gy, W) if need[1] else None
+        if len(xs) == 2:
+            return gx, gW
+        return gx, gW, (unbroadcast(gy, xs[2]) if need[2] else None)
 
 
 def linear(x, W, b=None):

@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from dezero import cuda, utils
-from dezero.core import Config, Function, Variable, as_variable
+from dezero.core import Function, Variable, as_variable, unbroadcast
 from dezero.functions.activation import sigmoid, softmax, softmax_simple
-from dezero.functions.array import sum_to
-from dezero.functions.math import astype, clip, log
+from dezero.functions.math import clip, log
 from dezero.functions.reduction import sum as _sum
 
 __all__ = [
@@ -29,15 +28,6 @@ __all__ = [
 
 def _batch_size(shape) -> int:
     return shape[0] if len(shape) else 1
-
-
-def _fit(gx: Variable, x: Variable) -> Variable:
-    """Bring a gradient back to its input's shape (broadcasting) and float dtype."""
-    if gx.shape != x.shape:
-        gx = sum_to(gx, x.shape)
-    if gx.dtype != x.dtype and x.dtype.kind == "f":
-        gx = astype(gx, x.dtype)
-    return gx
 
 
 def _target_like(t, x):
@@ -72,7 +62,7 @@ class MeanSquaredError(Function):
     def backward(self, gy):
         x0, x1 = self.inputs
         gx0 = (x0 - x1) * (gy * (2.0 / self.N))
-        return _fit(gx0, x0), _fit(-gx0, x1)
+        return unbroadcast(gx0, x0), unbroadcast(-gx0, x1)
 
 
 def mean_squared_error(x0, x1):
@@ -198,16 +188,20 @@ class SoftmaxCrossEntropy(Function):
         xp = cuda.get_array_module(x.data)
         N = x.shape[0]
         rows = xp.arange(N)
-        if not Config.enable_backprop:
-            # no graph of the backward pass is wanted: one fused array expression
-            gx = x.data - self.log_z
-            xp.exp(gx, out=gx)
-            gx[rows, self.t] -= 1
-            gx *= gy.data / N
-            return Variable(gx)
         one_hot = xp.zeros(x.shape, dtype=x.dtype)  # in x's dtype: no float64 creep
         one_hot[rows, self.t] = 1
         return (softmax(x, axis=1) - one_hot) * (gy * (1.0 / N))
+
+    def backward_array(self, xs, ys, gys):
+        # one fused array expression: (softmax(x) - one_hot(t)) * gy / N
+        x = xs[0]
+        xp = cuda.get_array_module(x)
+        N = x.shape[0]
+        gx = x - self.log_z
+        xp.exp(gx, out=gx)
+        gx[xp.arange(N), self.t] -= 1
+        gx *= gys[0] / N
+        return gx
 
 
 def softmax_cross_entropy(x, t):
@@ -320,8 +314,8 @@ class SigmoidCrossEntropy(Function):
         gx = (sigmoid(x) - t) * g
         gt = None
         if t.dtype.kind == "f":  # soft targets are differentiable: d/dt = -x / N
-            gt = _fit(-x * g, t)
-        return _fit(gx, x), gt
+            gt = unbroadcast(-x * g, t)
+        return unbroadcast(gx, x), gt
 
 
 def sigmoid_cross_entropy(x, t):

@@ -7,13 +7,11 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import (
-    BinaryFunction,
-    Config,
     Function,
     Variable,
     _constant_like,
-    _fit_array,
     _lhs,
+    unbroadcast,
 )
 
 __all__ = [
@@ -40,9 +38,10 @@ class Square(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
-        if not Config.enable_backprop:  # no graph wanted: plain arrays (see core.Add)
-            return _fit_array(gy.data * x.data * 2, x)
         return gy * x * 2
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0] * xs[0] * 2
 
 
 class Exp(Function):
@@ -51,9 +50,10 @@ class Exp(Function):
 
     def backward(self, gy):
         y = self.outputs[0]()
-        if not Config.enable_backprop:
-            return _fit_array(gy.data * y.data, y)
         return gy * y
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0] * ys[0]
 
 
 class Log(Function):
@@ -62,9 +62,10 @@ class Log(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
-        if not Config.enable_backprop:
-            return _fit_array(gy.data / x.data, x)
         return gy / x
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0] / xs[0]
 
 
 class Sin(Function):
@@ -73,9 +74,10 @@ class Sin(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
-        if not Config.enable_backprop:
-            return _fit_array(gy.data * cuda.get_array_module(x.data).cos(x.data), x)
         return gy * cos(x)
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0] * cuda.get_array_module(xs[0]).cos(xs[0])
 
 
 class Cos(Function):
@@ -84,9 +86,10 @@ class Cos(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
-        if not Config.enable_backprop:
-            return _fit_array(-gy.data * cuda.get_array_module(x.data).sin(x.data), x)
         return gy * -sin(x)
+
+    def backward_array(self, xs, ys, gys):
+        return -gys[0] * cuda.get_array_module(xs[0]).sin(xs[0])
 
 
 class Tanh(Function):
@@ -95,10 +98,11 @@ class Tanh(Function):
 
     def backward(self, gy):
         y = self.outputs[0]()
-        if not Config.enable_backprop:
-            yd = y.data
-            return _fit_array(gy.data * (1 - yd * yd), y)
         return gy * (1 - y * y)
+
+    def backward_array(self, xs, ys, gys):
+        y = ys[0]
+        return gys[0] * (1 - y * y)
 
 
 class Sqrt(Function):
@@ -219,24 +223,24 @@ class Abs(Function):
         return gy * cuda.get_array_module(x.data).sign(x.data)
 
 
-class Maximum(BinaryFunction):
+class Maximum(Function):
     def forward(self, x0, x1):
         return cuda.get_array_module(x0).maximum(x0, x1)
 
     def backward(self, gy):
         x0, x1 = self.inputs
         w0 = _select_weights(x0.data > x1.data, x0.data == x1.data, gy.dtype)
-        return self._reduce(gy * w0, gy * (1 - w0))
+        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
-class Minimum(BinaryFunction):
+class Minimum(Function):
     def forward(self, x0, x1):
         return cuda.get_array_module(x0).minimum(x0, x1)
 
     def backward(self, gy):
         x0, x1 = self.inputs
         w0 = _select_weights(x0.data < x1.data, x0.data == x1.data, gy.dtype)
-        return self._reduce(gy * w0, gy * (1 - w0))
+        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
 def _select_weights(wins, ties, dtype):

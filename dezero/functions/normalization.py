@@ -66,18 +66,7 @@ class BatchNorm(Function):
         nd = x.ndim
         axes = _bn_axes(nd)
         m = self.m
-        if not Config.enable_backprop:
-            # first order only: the fused formula on arrays saved by forward
-            g = gy.data
-            xhat = self.xhat
-            gbeta = g.sum(axis=axes)
-            ggamma = (g * xhat).sum(axis=axes)
-            scale = _per_channel(gamma.data, nd) * self.inv_std
-            gx = scale * (g - (_per_channel(gbeta, nd) + xhat * _per_channel(ggamma, nd))
-                          * (1.0 / m))
-            return Variable(gx), Variable(ggamma), Variable(gbeta)
-
-        # a graph of the backward is wanted: the same formula, differentiable in x and gamma
+        # the fused formula again, differentiable in x and gamma (recomputed from x)
         mu = _sum(x, axis=axes, keepdims=True) / m
         xc = x - mu
         var = _sum(xc * xc, axis=axes, keepdims=True) / m
@@ -89,6 +78,20 @@ class BatchNorm(Function):
         gx = (reshape(gamma, shape) * inv_std) * (
             gy - (reshape(gbeta, shape) + xhat * reshape(ggamma, shape)) / m
         )
+        return gx, ggamma, gbeta
+
+    def backward_array(self, xs, ys, gys):
+        # first order: the fused formula on the arrays saved by forward
+        x, gamma = xs[:2]
+        g = gys[0]
+        nd = x.ndim
+        axes = _bn_axes(nd)
+        xhat = self.xhat
+        gbeta = g.sum(axis=axes)
+        ggamma = (g * xhat).sum(axis=axes)
+        scale = _per_channel(gamma, nd) * self.inv_std
+        gx = scale * (g - (_per_channel(gbeta, nd) + xhat * _per_channel(ggamma, nd))
+                      * (1.0 / self.m))
         return gx, ggamma, gbeta
 
 

@@ -18,7 +18,7 @@ derivatives of any order work. The tests keep the plain composite as its oracle.
 from __future__ import annotations
 
 from dezero import cuda
-from dezero.core import Config, Function, Variable, as_variable
+from dezero.core import Function, Variable, as_variable
 
 __all__ = ["gru_cell", "lstm_cell", "rnn_cell"]
 
@@ -138,22 +138,19 @@ class LSTMStep(Function):
         c = f * c_prev
         c += i * g
         tc = cuda.get_array_module(z).tanh(c)
-        if Config.enable_backprop:
-            self.a, self.tc = a, tc  # the activations that the first-order backward needs
+        self.a, self.tc = a, tc  # the activations that the first-order backward needs
         return c, o * tc
 
-    def backward(self, gc, gh):
-        if Config.enable_backprop:
-            return self._backward_graph(gc, gh)
-        c_prev = self.inputs[0].data
+    def backward_array(self, xs, ys, gys):
+        c_prev = xs[0]
+        gc, gh = gys
         xp = cuda.get_array_module(c_prev)
         H = c_prev.shape[1]
         a, tc = self.a, self.tc
         i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        gc = xp.zeros_like(c_prev) if gc is None else gc.data.copy()
+        gc = xp.zeros_like(c_prev) if gc is None else gc.copy()
         gz = xp.empty_like(a)
         if gh is not None:
-            gh = gh.data
             gz[:, 3 * H :] = gh * tc * o * (1 - o)
             gc += gh * o * (1 - tc * tc)
         else:
@@ -162,15 +159,15 @@ class LSTMStep(Function):
         gz[:, H : 2 * H] = gc * c_prev * f * (1 - f)
         gz[:, 2 * H : 3 * H] = gc * i * (1 - g * g)
         grads = [gc * f, gz]
-        if len(self.inputs) == 4:
-            h, Wh = self.inputs[2].data, self.inputs[3].data
+        if len(xs) == 4:
+            h, Wh = xs[2], xs[3]
             grads += [gz @ Wh.T, h.T @ gz]
         # mixed precision inputs (float64 data, float32 weights): each gradient in its
         # input's dtype, as the engine requires
-        return tuple(Variable(g.astype(x.dtype, copy=False)) for g, x in zip(grads, self.inputs))
+        return tuple(g.astype(x.dtype, copy=False) for g, x in zip(grads, xs))
 
-    def _backward_graph(self, gc, gh):
-        """The same gradient written with dezero functions (a graph for higher orders)."""
+    def backward(self, gc, gh):
+        """The gradient written with dezero functions (a graph for higher orders)."""
         from dezero.functions.activation import sigmoid
         from dezero.functions.array import concat, split
         from dezero.functions.linalg import matmul
