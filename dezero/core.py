@@ -132,6 +132,8 @@ def _constant_like(c, x):
     if isinstance(c, cuda.array_types) and c.ndim == 0 and c.dtype.kind == x.dtype.kind:
         c = c.item()  # a 0-d array of the same kind follows x's dtype, like a scalar
     if isinstance(c, _SCALAR_TYPES):
+        if x.dtype.kind == "b":  # bool data follows NumPy's promotion: True + 1 == 2
+            return xp.asarray(c)
         dtype = x.dtype
         if dtype.kind in "biu" and not isinstance(c, (numbers.Integral, np.integer, np.bool_)):
             dtype = np.result_type(dtype, np.float64 if isinstance(c, numbers.Real) else c)
@@ -269,15 +271,33 @@ class Variable:
             while heap:
                 f = heappop(heap)[2]
                 outputs = [ref() for ref in f.outputs]
-                gxs = _function_grads(f, outputs, create_graph)
-                for x, gx in zip(f.inputs, gxs):
+                inputs = f.inputs
+                if create_graph or f.backward_array is None:
+                    gxs = _as_grads(f, f.backward(*[None if y is None else y.grad
+                                                    for y in outputs]), create_graph)
+                else:
+                    if len(outputs) == 1:  # then alive: the pass reached f through it
+                        g = outputs[0].grad
+                        ys, gys = (outputs[0].data,), (None if g is None else g.data,)
+                    else:
+                        ys = [None if y is None else y.data for y in outputs]
+                        gys = [None if y is None or y.grad is None else y.grad.data
+                               for y in outputs]
+                    gxs = f.backward_array([x.data for x in inputs], ys, gys)
+                    if type(gxs) is not tuple:
+                        gxs = tuple(gxs) if type(gxs) is list else (gxs,)
+                    if len(gxs) != len(inputs):
+                        _bad_count(f, gxs)
+                for x, gx in zip(inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
+                    xd = x.data
+                    g = gx.data if create_graph else gx
+                    if g.shape != xd.shape or (g.dtype != xd.dtype and xd.dtype.kind == "f"):
+                        _bad_grad(f, g, xd)
                     if create_graph:
-                        _check_grad(f, gx.data, x.data)
                         x.grad = gx if x.grad is None else x.grad + gx
                     else:
-                        _check_grad(f, gx, x.data)
                         x.grad = Variable(gx if x.grad is None else x.grad.data + gx)
                     c = x.creator
                     if c is not None and id(c) not in seen:
@@ -416,8 +436,9 @@ class Function:
     ``backward(*gys)`` is written with dezero functions, so that its own graph can be
     recorded (``create_graph=True``, derivatives of any order). A Function may also define
     ``backward_array(xs, ys, gys)``: the same gradients on plain arrays (``xs`` the input
-    arrays, ``ys`` the output arrays, ``gys`` the output gradients, None where an output has
-    none), returning one array or a tuple with an entry per input (None: no gradient). The
+    arrays, ``ys`` the output arrays, ``gys`` the output gradients, each a sequence; an
+    entry is None where an output was freed or has no gradient), returning one array or a
+    tuple with an entry per input (None: no gradient). The
     engine calls it whenever no graph of the backward pass is wanted; it may read
     ``self.inputs[i].requires_grad`` to skip gradients that nobody needs.
     """
@@ -483,43 +504,36 @@ class Function:
         raise NotImplementedError
 
 
-def _function_grads(f: Function, outputs: list, create_graph: bool) -> tuple:
-    """The gradients of ``f``'s inputs, one per input: Variables under ``create_graph``,
-    arrays otherwise (from ``backward_array`` when ``f`` has one)."""
-    if create_graph or f.backward_array is None:
-        gxs = f.backward(*[None if y is None else y.grad for y in outputs])
-    else:
-        gxs = f.backward_array(
-            tuple(x.data for x in f.inputs),
-            tuple(None if y is None else y.data for y in outputs),
-            tuple(None if y is None or y.grad is None else y.grad.data for y in outputs),
-        )
-    if type(gxs) is not tuple:
-        gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
+def _as_grads(f: Function, gxs, create_graph: bool):
+    """What a Variable-level ``backward`` returned, as one gradient per input: Variables
+    under ``create_graph``, arrays otherwise (None: no gradient)."""
+    if type(gxs) is not tuple and type(gxs) is not list:
+        gxs = (gxs,)
     if len(gxs) != len(f.inputs):
-        raise ValueError(
-            f"{type(f).__name__}.backward returned {len(gxs)} gradient(s) for "
-            f"{len(f.inputs)} input(s)"
-        )
-    if not create_graph:  # plain arrays from here on
-        gxs = tuple(gx.data if isinstance(gx, Variable) else gx for gx in gxs)
-    else:
-        gxs = tuple(gx if gx is None or isinstance(gx, Variable) else Variable(gx) for gx in gxs)
-    return gxs
+        _bad_count(f, gxs)
+    if create_graph:
+        return [gx if gx is None or isinstance(gx, Variable) else Variable(gx) for gx in gxs]
+    return [gx.data if isinstance(gx, Variable) else gx for gx in gxs]
 
 
-def _check_grad(f: Function, g, x) -> None:
+def _bad_count(f: Function, gxs) -> None:
+    raise ValueError(
+        f"{type(f).__name__}.backward returned {len(gxs)} gradient(s) for "
+        f"{len(f.inputs)} input(s)"
+    )
+
+
+def _bad_grad(f: Function, g, x) -> None:
     """The engine's contract: a gradient has its input's shape, and a float input's dtype."""
     if g.shape != x.shape:
         raise ValueError(
             f"{type(f).__name__}.backward returned a gradient of shape {g.shape} for an "
             f"input of shape {x.shape}"
         )
-    if g.dtype != x.dtype and x.dtype.kind == "f":
-        raise TypeError(
-            f"{type(f).__name__}.backward returned a gradient of dtype {g.dtype} for an "
-            f"input of dtype {x.dtype}"
-        )
+    raise TypeError(
+        f"{type(f).__name__}.backward returned a gradient of dtype {g.dtype} for an "
+        f"input of dtype {x.dtype}"
+    )
 
 
 def unbroadcast(g, x):
