@@ -12,36 +12,37 @@ from dezero.core import unbroadcast
 
 
 # --- one mechanism for backward without a graph -------------------------------------------
+_calls: list = []
+
+
 class _Twice(Function):
     """y = 2x, with both levels of backward instrumented."""
-
-    calls: list = []
 
     def forward(self, x):
         return 2 * x
 
     def backward(self, gy):
-        _Twice.calls.append("variables")
+        _calls.append("variables")
         return 2 * gy
 
     def backward_array(self, xs, ys, gys):
-        _Twice.calls.append("arrays")
+        _calls.append("arrays")
         assert isinstance(xs[0], np.ndarray) and isinstance(gys[0], np.ndarray)
         return 2 * gys[0]
 
 
 def test_engine_calls_backward_array_without_a_graph_and_backward_with_one():
-    _Twice.calls = []
+    _calls.clear()
     x = Variable(np.array([1.0, 2.0]))
     _Twice()(x).backward()
-    assert _Twice.calls == ["arrays"]
+    assert _calls == ["arrays"]
     np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
     assert x.grad.creator is None
 
-    _Twice.calls = []
+    _calls.clear()
     x.cleargrad()
     _Twice()(x).backward(create_graph=True)
-    assert _Twice.calls == ["variables"]
+    assert _calls == ["variables"]
     assert x.grad.creator is not None  # a graph of the backward pass was recorded
 
 
