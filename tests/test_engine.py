@@ -10,7 +10,6 @@ import dezero.functions as F
 from dezero import Config, Function, Variable, no_grad, test_mode, using_config
 from dezero.core import unbroadcast
 
-
 # --- one mechanism for backward without a graph -------------------------------------------
 _calls: list = []
 
