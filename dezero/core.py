@@ -20,6 +20,7 @@ from dezero.array_utils import sum_to
 __all__ = [
     "Config",
     "Function",
+    "FunctionHook",
     "Parameter",
     "Variable",
     "add",
@@ -78,8 +79,10 @@ class Config(metaclass=_PerThread):
     train = True
 
 
-# The engine reads the calling thread's settings through this object (the fastest path).
+# The engine reads the calling thread's settings through this object (the fastest path);
+# it also holds the thread's FunctionHooks (below).
 _settings = Config._local
+type(_settings).hooks = ()
 
 
 @contextlib.contextmanager
@@ -267,11 +270,15 @@ class Variable:
         heappush(heap, (-f.generation, counter, f))
         old = _settings.enable_backprop
         _settings.enable_backprop = create_graph
+        hooks = _settings.hooks
         try:
             while heap:
                 f = heappop(heap)[2]
                 outputs = [ref() for ref in f.outputs]
                 inputs = f.inputs
+                if hooks:
+                    for h in hooks:
+                        h.backward_pre(f)
                 if create_graph or f.backward_array is None:
                     gxs = _as_grads(f, f.backward(*[None if y is None else y.grad
                                                     for y in outputs]), create_graph)
@@ -288,6 +295,9 @@ class Variable:
                         gxs = tuple(gxs) if type(gxs) is list else (gxs,)
                     if len(gxs) != len(inputs):
                         _bad_count(f, gxs)
+                if hooks:
+                    for h in hooks:
+                        h.backward_post(f, gxs)
                 for x, gx in zip(inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
@@ -422,9 +432,38 @@ def as_variable(obj) -> Variable:
 # =============================================================================
 # Function
 # =============================================================================
-# While dezero.onnx traces a forward pass, a callable ``(function, inputs, outputs)`` that
-# records every call, also those on constants only (which keep no graph). None otherwise.
-_tracer = None
+class FunctionHook:
+    """Observes every Function call (forward, and its part of a backward pass) in a thread.
+
+    Subclass it and override what you need; install it with ``with hook:`` (for the calling
+    thread only, nestable). Tools are built on it (``dezero.onnx``'s trace, the profiler,
+    anomaly detection, ``dezero.jit``'s recorder); with no hook installed the engine pays
+    one attribute read per call.
+
+    - ``forward_pre(f, inputs)``: before ``f.forward`` (``inputs`` as passed to the call);
+    - ``forward_post(f, xs, outputs)``: after it, with the input and output Variables;
+    - ``backward_pre(f)`` / ``backward_post(f, gxs)``: around the gradient computation of
+      ``f`` in ``Variable.backward`` (``gxs``: one gradient per input, arrays or Variables).
+    """
+
+    def forward_pre(self, f, inputs) -> None:
+        pass
+
+    def forward_post(self, f, xs, outputs) -> None:
+        pass
+
+    def backward_pre(self, f) -> None:
+        pass
+
+    def backward_post(self, f, gxs) -> None:
+        pass
+
+    def __enter__(self):
+        _settings.hooks = (*_settings.hooks, self)
+        return self
+
+    def __exit__(self, *exc):
+        _settings.hooks = tuple(h for h in _settings.hooks if h is not self)
 
 
 class Function:
@@ -446,6 +485,10 @@ class Function:
     backward_array = None
 
     def __call__(self, *inputs):
+        hooks = _settings.hooks
+        if hooks:
+            for h in hooks:
+                h.forward_pre(self, inputs)
         # Raw arrays and scalars become constant Variables: nobody can ask for their grad.
         if len(inputs) == 1:
             x = inputs[0]
@@ -493,8 +536,9 @@ class Function:
             else:  # a function of constants only is a constant (no graph to keep)
                 for y in outputs:
                     y.requires_grad = False
-        if _tracer is not None:
-            _tracer(self, xs, outputs)
+        if hooks:
+            for h in hooks:
+                h.forward_post(self, xs, outputs)
         return outputs if len(outputs) > 1 else outputs[0]
 
     def forward(self, *xs):

@@ -240,3 +240,42 @@ def test_a_new_thread_starts_from_the_defaults():
         assert _in_thread(lambda: Config.train) is True
     finally:
         Config.train = True
+
+
+# --- FunctionHook --------------------------------------------------------------------------
+class _Log(dezero.core.FunctionHook):
+    def __init__(self):
+        self.events = []
+
+    def forward_pre(self, f, inputs):
+        self.events.append(("forward_pre", type(f).__name__))
+
+    def forward_post(self, f, xs, outputs):
+        self.events.append(("forward_post", type(f).__name__, len(xs), len(outputs)))
+
+    def backward_pre(self, f):
+        self.events.append(("backward_pre", type(f).__name__))
+
+    def backward_post(self, f, gxs):
+        self.events.append(("backward_post", type(f).__name__, len(gxs)))
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_function_hook_sees_forward_and_backward_in_its_thread_only(create_graph):
+    log = _Log()
+    x = Variable(np.array(2.0))
+    with log:
+        y = F.exp(x * 3.0)
+        _in_thread(lambda: F.sin(Variable(np.array(1.0))))  # another thread: not seen
+        y.backward(create_graph=create_graph)
+    assert log.events[:4] == [
+        ("forward_pre", "MulConstant"), ("forward_post", "MulConstant", 1, 1),
+        ("forward_pre", "Exp"), ("forward_post", "Exp", 1, 1),
+    ]
+    assert ("backward_pre", "Exp") in log.events
+    assert log.events[-1] == ("backward_post", "MulConstant", 1)
+    assert all(e[1] != "Sin" for e in log.events)
+    assert dezero.core._settings.hooks == ()
+    n = len(log.events)
+    F.exp(x)
+    assert len(log.events) == n  # removed on exit

@@ -1,7 +1,7 @@
 """dezero.onnx: export a model to ONNX (extra ``onnx``: ``pip install "dezero[onnx]"``).
 
 ``export(model, args, path)`` runs the model once in test mode on ``args`` while the engine
-reports every Function it applies (``dezero.core._tracer``), also Functions of constants
+reports every Function it applies (a ``dezero.core.FunctionHook``), also Functions of constants
 only, which keep no graph (indexing into integer ids). The recorded calls, from the inputs
 to the outputs, become ONNX nodes through one exporter per Function type
 (``dezero.onnx._ops.EXPORTERS``); parameters and buffers become initializers named by

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
 from typing import Any
 
 import numpy as np
@@ -90,29 +89,32 @@ def _states(model) -> list:
     return out
 
 
+class _Tracer(core.FunctionHook):
+    """Records every Function call of the tracing thread, also those on constants only."""
+
+    def __init__(self):
+        self.records: list[_Record] = []
+
+    def forward_post(self, f, xs, outputs):
+        self.records.append(_Record(f, tuple(xs), tuple(outputs), _user_line()))
+
+
 def _trace(model, arrays):
     """Run ``model`` on Variables of ``arrays`` in test mode; return (inputs, output, records)."""
-    if core._tracer is not None:
+    if any(isinstance(h, _Tracer) for h in core._settings.hooks):
         raise RuntimeError("dezero.onnx.export: already tracing (export is not reentrant)")
     xs = [Variable(a) for a in arrays]
     states = _states(model)
-    records: list[_Record] = []
-    thread = threading.get_ident()
-
-    def tracer(f, inputs, outputs):
-        if threading.get_ident() == thread:
-            records.append(_Record(f, tuple(inputs), tuple(outputs), _user_line()))
-
-    core._tracer = tracer
+    tracer = _Tracer()
     try:
-        with test_mode(), no_grad():
+        with tracer, test_mode(), no_grad():
             y = model(*xs)
     finally:
-        core._tracer = None
         for layer, name, value in states:  # export leaves the state as it found it
             now = getattr(layer, name, None)
             if now is not value and isinstance(now, (Variable, *cuda.array_types)):
                 object.__setattr__(layer, name, value)
+    records = tracer.records
     ys = list(y) if isinstance(y, (tuple, list)) else [y]
     for v in ys:
         if not isinstance(v, Variable):

@@ -108,10 +108,10 @@ def _square(g, op):
 # x + c, c - x, x * c, x / c, c / x with a constant c
 _CONSTANT = {
     core.AddConstant: ("Add", False),
-    core.SubConstant: ("Sub", True),
+    core.ConstantMinus: ("Sub", True),
     core.MulConstant: ("Mul", False),
     core.DivByConstant: ("Div", False),
-    core.DivConstant: ("Div", True),
+    core.ConstantOver: ("Div", True),
 }
 
 
