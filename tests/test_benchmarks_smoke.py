@@ -28,7 +28,7 @@ def test_run_quick_overhead_prints_tables():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "# numpy" in out and "# cpus" in out and "# torch" in out
-    assert re.search(r"\| case +\| dezero \(us/op\) +\| torch \(us/op\) +\| ratio \|", out)
+    assert re.search(r"\| case +\| +dezero \(us/op\) +\| +torch \(us/op\) +\| +ratio \|", out)
     for case in ("forward ", "forward+backward", "forward, no_grad", "d^4/dx^4"):
         assert f"| {case}" in out
     assert "### profile: dezero forward+backward" in out
