@@ -19,16 +19,20 @@ from dezero.core import (
     test_mode,
     using_config,
 )
+from dezero.anomaly import AnomalyError, detect_anomaly
 from dezero import (
+    anomaly,
     core_simple,
     cuda,
     dataloaders,
     datasets,
+    func,
     functions,
     functions_conv,
     layers,
     models,
     optimizers,
+    profiler,
     transforms,
     utils,
 )

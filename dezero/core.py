@@ -21,6 +21,7 @@ __all__ = [
     "Config",
     "Function",
     "FunctionHook",
+    "HookHandle",
     "Parameter",
     "Variable",
     "add",
@@ -252,13 +253,23 @@ class Variable:
         ``create_graph`` the backward pass runs each Function's ``backward`` on Variables and
         is itself recorded as a graph (for higher order derivatives); without it, Functions
         that define ``backward_array`` compute their gradients on plain arrays.
+
+        Hooks registered with :meth:`register_hook` run once per pass, when their
+        Variable's gradient is complete (see there).
         """
         if self.data is None:
             raise ValueError("backward() called on a Variable without data (data is None)")
         if self.grad is None:
             xp = cuda.get_array_module(self.data)
             self.grad = Variable(xp.ones_like(self.data))
+        hooks = _settings.hooks
+        var_hooks = None
+        if _var_hooks:  # some Variable has hooks: they run as one more observer of the pass
+            var_hooks = _VariableHookRunner(self, create_graph)
+            hooks = (*hooks, var_hooks)
         if self.creator is None:
+            if var_hooks is not None:
+                var_hooks.finish()
             return
 
         heap: list = []
@@ -270,7 +281,6 @@ class Variable:
         heappush(heap, (-f.generation, counter, f))
         old = _settings.enable_backprop
         _settings.enable_backprop = create_graph
-        hooks = _settings.hooks
         try:
             while heap:
                 f = heappop(heap)[2]
@@ -318,8 +328,42 @@ class Variable:
                     for y in outputs:
                         if y is not None:
                             y.grad = None
+            if var_hooks is not None:
+                var_hooks.finish()  # the leaves' gradients are complete now
         finally:
             _settings.enable_backprop = old
+
+    def register_hook(self, fn) -> HookHandle:
+        """Call ``fn(grad)`` in every backward pass once this Variable's gradient is complete.
+
+        ``grad`` is the gradient this pass computed for this Variable (a Variable; under
+        ``create_graph`` one with a graph). ``fn`` may return a replacement (a Variable or an
+        array of the same shape), which is what the pass stores and, for an intermediate
+        Variable, what flows on to the Variables before it; None keeps ``grad``. A gradient
+        left in ``.grad`` by an earlier pass is added after the hooks, as usual. Hooks run
+        for leaves (at the end of the pass) and intermediate Variables (before the Function
+        that made them propagates the gradient) alike, in the order they were registered.
+
+        Returns a handle whose ``remove()`` unregisters ``fn``.
+
+        >>> import numpy as np
+        >>> x = Variable(np.array(3.0))
+        >>> handle = x.register_hook(lambda g: g * 2)
+        >>> (x * x).backward()
+        >>> x.grad
+        variable(12.0)
+        >>> handle.remove()
+        >>> x.cleargrad(); (x * x).backward(); x.grad
+        variable(6.0)
+        """
+        if not callable(fn):
+            raise TypeError(f"register_hook takes a callable, not {type(fn).__name__}")
+        key = id(self)
+        entry = _var_hooks.get(key)
+        if entry is None or entry[0]() is not self:
+            entry = (weakref.ref(self, lambda ref, key=key: _forget_hooks(key, ref)), [])
+            _var_hooks[key] = entry
+        return HookHandle(entry[1], fn, lambda: _forget_hooks(key, entry[0]))
 
     # --- shape and reductions (delegate to dezero.functions) --------------------
     def reshape(self, *shape):
@@ -416,6 +460,47 @@ class Variable:
 
 
 
+# Variable hooks live here, not on the Variables: id(variable) -> (weakref, [fn, ...]). The
+# dict is empty unless some Variable has a hook, and backward() checks that once per pass.
+_var_hooks: dict[int, tuple] = {}
+
+
+def _forget_hooks(key: int, ref) -> None:
+    entry = _var_hooks.get(key)
+    if entry is not None and entry[0] is ref and (ref() is None or not entry[1]):
+        del _var_hooks[key]
+
+
+class HookHandle:
+    """What ``register_*hook`` returns: ``remove()`` unregisters the hook (idempotent).
+
+    Also a context manager: the hook is removed when the ``with`` block ends.
+    """
+
+    __slots__ = ("_fn", "_hooks", "_on_empty")
+
+    def __init__(self, hooks: list, fn, on_empty=None):
+        hooks.append(fn)
+        self._hooks = hooks
+        self._fn = fn
+        self._on_empty = on_empty
+
+    def remove(self) -> None:
+        hooks = self._hooks
+        for i, h in enumerate(hooks):
+            if h is self._fn:
+                del hooks[i]
+                break
+        if not hooks and self._on_empty is not None:
+            self._on_empty()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 class Parameter(Variable):
     """A Variable that a Layer registers and an Optimizer updates."""
 
@@ -443,7 +528,8 @@ class FunctionHook:
     - ``forward_pre(f, inputs)``: before ``f.forward`` (``inputs`` as passed to the call);
     - ``forward_post(f, xs, outputs)``: after it, with the input and output Variables;
     - ``backward_pre(f)`` / ``backward_post(f, gxs)``: around the gradient computation of
-      ``f`` in ``Variable.backward`` (``gxs``: one gradient per input, arrays or Variables).
+      ``f`` in ``Variable.backward`` (``gxs``: one gradient per input, arrays or Variables);
+    - ``update_pre(optimizer)`` / ``update_post(optimizer)``: around ``Optimizer.update()``.
     """
 
     def forward_pre(self, f, inputs) -> None:
@@ -456,6 +542,12 @@ class FunctionHook:
         pass
 
     def backward_post(self, f, gxs) -> None:
+        pass
+
+    def update_pre(self, optimizer) -> None:
+        pass
+
+    def update_post(self, optimizer) -> None:
         pass
 
     def __enter__(self):
@@ -546,6 +638,68 @@ class Function:
 
     def backward(self, *gys):
         raise NotImplementedError
+
+
+class _VariableHookRunner(FunctionHook):
+    """Runs Variable hooks during one backward pass (never installed in a thread: the pass
+    adds it to its own observers when ``_var_hooks`` is not empty).
+
+    A hooked Variable is *pending* from the moment the pass first gives it a gradient (its
+    earlier ``.grad`` is put aside so that the hooks see this pass's gradient only) until
+    its gradient is complete: for an intermediate Variable, when the Function that made it
+    comes up (every consumer has a higher generation, so all came before it); for the
+    others, at the end of the pass.
+    """
+
+    def __init__(self, root: Variable, create_graph: bool):
+        self.create_graph = create_graph
+        self.pending = {}
+        if id(root) in _var_hooks:
+            self.pending[id(root)] = (root, None)
+
+    def backward_pre(self, f) -> None:
+        pending = self.pending
+        if pending:
+            for ref in f.outputs:
+                y = ref()
+                if y is not None and id(y) in pending:
+                    self._complete(pending.pop(id(y)))
+
+    def backward_post(self, f, gxs) -> None:
+        pending = self.pending
+        for x, gx in zip(f.inputs, gxs):
+            key = id(x)
+            if gx is None or key in pending or not x.requires_grad:
+                continue
+            entry = _var_hooks.get(key)
+            if entry is not None and entry[0]() is x:
+                pending[key] = (x, x.grad)
+                x.grad = None
+
+    def finish(self) -> None:
+        for item in list(self.pending.values()):
+            self._complete(item)
+        self.pending.clear()
+
+    def _complete(self, item) -> None:
+        x, before = item
+        entry = _var_hooks.get(id(x))
+        g = x.grad
+        if entry is not None and entry[0]() is x and g is not None:
+            for fn in tuple(entry[1]):
+                new = fn(g)
+                if new is not None:
+                    if not isinstance(new, Variable):
+                        new = Variable(new)
+                    if new.shape != g.shape:
+                        raise ValueError(
+                            f"a Variable hook returned a gradient of shape {new.shape} for a "
+                            f"Variable of shape {x.shape}"
+                        )
+                    g = new
+        if before is not None:
+            g = before + g if self.create_graph else Variable(before.data + g.data)
+        x.grad = g
 
 
 def _as_grads(f: Function, gxs, create_graph: bool):

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import Parameter
+from dezero.core import HookHandle, Parameter, _settings, test_mode
 from dezero.serialization import (
     CheckpointError,
     load_arrays,
@@ -126,12 +126,130 @@ class Layer:
         object.__setattr__(self, name, value)
 
     # --- calling ------------------------------------------------------------------
+    # Class-level defaults: a layer without hooks in training mode pays one attribute read
+    # per call for all of what follows (``_special`` is set on the instance otherwise).
+    training = True
+    _special = False
+    _forward_pre_hooks: list | None = None
+    _forward_hooks: list | None = None
+
     def __call__(self, *inputs):
+        if self._special:
+            return self._call_special(inputs)
         outputs = self.forward(*inputs)
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
         object.__setattr__(self, "inputs", [_weak(x) for x in inputs])
         object.__setattr__(self, "outputs", [_weak(y) for y in outs])
         return outputs
+
+    def _call_special(self, inputs):
+        """``__call__`` for a layer with hooks or in eval mode."""
+        for fn in tuple(self._forward_pre_hooks or ()):
+            new = fn(self, inputs)
+            if new is not None:
+                inputs = new if isinstance(new, tuple) else (new,)
+        if not self.training and _settings.train:
+            with test_mode():
+                outputs = self.forward(*inputs)
+        else:
+            outputs = self.forward(*inputs)
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        object.__setattr__(self, "inputs", [_weak(x) for x in inputs])
+        object.__setattr__(self, "outputs", [_weak(y) for y in outs])
+        for fn in tuple(self._forward_hooks or ()):
+            new = fn(self, inputs, outputs)
+            if new is not None:
+                outputs = new
+        return outputs
+
+    def _update_special(self) -> None:
+        special = (not self.training or bool(self._forward_pre_hooks)
+                   or bool(self._forward_hooks))
+        object.__setattr__(self, "_special", special)
+
+    def register_forward_pre_hook(self, fn: Callable) -> HookHandle:
+        """Call ``fn(layer, inputs)`` before every ``forward``; returns a handle (``remove()``).
+
+        ``inputs`` is the tuple of arguments of the call. ``fn`` may return replacements (a
+        tuple, or one value for a single input); None keeps them.
+        """
+        return self._add_hook("_forward_pre_hooks", fn)
+
+    def register_forward_hook(self, fn: Callable) -> HookHandle:
+        """Call ``fn(layer, inputs, output)`` after every ``forward``; returns a handle.
+
+        ``output`` is what ``forward`` returned; ``fn`` may return a replacement, which the
+        call then returns (None keeps it). ``handle.remove()`` unregisters ``fn``.
+
+        >>> import numpy as np
+        >>> layer = Linear(2, in_size=3)
+        >>> shapes = []
+        >>> handle = layer.register_forward_hook(lambda l, ins, out: shapes.append(out.shape))
+        >>> _ = layer(np.ones((4, 3), dtype=np.float32))
+        >>> handle.remove()
+        >>> _ = layer(np.ones((4, 3), dtype=np.float32))
+        >>> shapes
+        [(4, 2)]
+        """
+        return self._add_hook("_forward_hooks", fn)
+
+    def _add_hook(self, attr: str, fn) -> HookHandle:
+        if not callable(fn):
+            raise TypeError(f"a layer hook must be callable, not {type(fn).__name__}")
+        hooks = self.__dict__.get(attr)
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, attr, hooks)
+        handle = HookHandle(hooks, fn, self._update_special)
+        self._update_special()
+        return handle
+
+    # --- training and evaluation mode ------------------------------------------------
+    def train(self, mode: bool = True):
+        """Put this layer and all its sub-layers in training (True) or eval (False) mode.
+
+        A layer in eval mode runs its ``forward`` (sub-layers and the functional
+        ``F.dropout``/``F.batch_norm`` inside it included) as under ``dezero.test_mode()``.
+        The two combine with "or": a layer runs in test mode when ``Config.train`` is False
+        (``test_mode()``) or when it is in eval mode; ``test_mode()`` works as in the book
+        whatever the layers' modes. Returns self.
+
+        >>> import numpy as np
+        >>> drop = Dropout(0.5)
+        >>> x = np.ones(6, dtype=np.float32)
+        >>> drop.eval().training, drop(x).data
+        (False, array([1., 1., 1., 1., 1., 1.], dtype=float32))
+        >>> drop.train().training
+        True
+        """
+        mode = bool(mode)
+        for layer in self._layers():
+            object.__setattr__(layer, "training", mode)
+            layer._update_special()
+        return self
+
+    def eval(self):
+        """``train(False)``: eval mode for this layer and its sub-layers. Returns self."""
+        return self.train(False)
+
+    def _layers(self) -> Iterator[Layer]:
+        """This layer and every sub-layer (each once), depth first in registration order."""
+        stack, seen = [self], set()
+        while stack:
+            layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield layer
+            subs = []
+            for name in layer._params:
+                _collect_layers(layer.__dict__.get(name), subs)
+            stack.extend(reversed(subs))
+
+    def named_layers(self) -> Iterator[tuple[str, Layer]]:
+        """Yield ``(path, layer)`` for every sub-layer (not self), each once, in order."""
+        seen = {id(self)}
+        yield from _named_layers(self, "", seen)
 
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
@@ -324,6 +442,30 @@ class Layer:
             self.load_state_dict(arrays, strict=strict)
         except CheckpointError as e:
             raise CheckpointError(f"{os.fspath(path)!r}: {e}") from None
+
+
+def _collect_layers(value, out: list) -> None:
+    if isinstance(value, Layer):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_layers(item, out)
+
+
+def _named_layers(layer: Layer, prefix: str, seen: set):
+    for name in layer._params:
+        yield from _named_layer_value(layer.__dict__.get(name), prefix + name, seen)
+
+
+def _named_layer_value(value, path: str, seen: set):
+    if isinstance(value, Layer):
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield path, value
+            yield from _named_layers(value, path + "/", seen)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _named_layer_value(item, f"{path}/{i}", seen)
 
 
 def _walk_value(value, path: str, seen: set):

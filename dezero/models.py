@@ -32,6 +32,130 @@ class Model(L.Layer):
             y = y[0]
         return utils.plot_dot_graph(y, verbose=True, to_file=to_file)
 
+    def summary(self, *inputs) -> str:
+        """Run one forward pass on ``inputs`` and return (and print) a table of the model.
+
+        One row per layer (the model first, then every sub-layer by its path): its type,
+        its output shape (``xN`` when it was called N times), the trainable parameters it
+        holds itself and its buffers (BatchNorm's running statistics); then the totals
+        (each shared Parameter once) and the memory the parameters and buffers take.
+
+        The pass runs with no graph and in test mode, so it changes no running statistic;
+        lazily created parameters are created by it, and the state of recurrent layers
+        (``h``, ``c``) is put back as it was.
+
+        >>> import numpy as np
+        >>> model = MLP((10, 3))
+        >>> table = model.summary(np.zeros((2, 4), dtype=np.float32))  # doctest: +ELLIPSIS
+        Layer    Type    Output shape  Params  Buffers
+        ...
+        >>> print(table.splitlines()[-3])
+        Trainable params: 83
+        """
+        return _summary(self, inputs)
+
+
+def _shape_of(y) -> str:
+    if isinstance(y, (tuple, list)):
+        return "[" + ", ".join(_shape_of(v) for v in y) + "]"
+    shape = getattr(y, "shape", None)
+    return "-" if shape is None else str(tuple(shape))
+
+
+def _nbytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def _summary(model: L.Layer, inputs) -> str:
+    from dezero.core import Parameter, no_grad, test_mode
+
+    rows = [("(model)", model), *model.named_layers()]
+    layers = [layer for _, layer in rows]
+    # recurrent state (h, c: Variables that are not Parameters) is put back afterwards
+    state = []
+    for layer in layers:
+        members = set(layer._params) | set(layer._buffers)
+        state.append({k: v for k, v in layer.__dict__.items()
+                      if k not in members and (v is None or (isinstance(v, Variable)
+                                                             and not isinstance(v, Parameter)))})
+    seen: dict[int, list] = {}
+
+    def record(layer, ins, out):
+        entry = seen.setdefault(id(layer), [None, 0])
+        entry[0] = _shape_of(out)
+        entry[1] += 1
+
+    handles = [layer.register_forward_hook(record) for layer in layers]
+    try:
+        with no_grad(), test_mode():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        for layer, before in zip(layers, state):
+            members = set(layer._params) | set(layer._buffers)
+            for k, v in list(layer.__dict__.items()):
+                if k in members or not isinstance(v, Variable) or isinstance(v, Parameter):
+                    continue
+                if k in before:
+                    object.__setattr__(layer, k, before[k])
+                else:
+                    object.__delattr__(layer, k)
+            for k, v in before.items():
+                if v is None:
+                    object.__setattr__(layer, k, None)
+
+    def own(layer):
+        params, buffers = 0, 0
+        for name in layer._params:
+            stack = [layer.__dict__.get(name)]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, Parameter) and v.data is not None:
+                    params += v.size
+                elif isinstance(v, (list, tuple)):
+                    stack.extend(v)
+        for name in layer._buffers:
+            v = getattr(layer, name)
+            if v is not None:
+                buffers += v.size
+        return params, buffers
+
+    header = ("Layer", "Type", "Output shape", "Params", "Buffers")
+    body = []
+    for path, layer in rows:
+        shape, calls = seen.get(id(layer), ("-", 0))
+        if calls > 1:
+            shape = f"{shape} x{calls}"
+        n_params, n_buffers = own(layer)
+        body.append((path, type(layer).__name__, shape, f"{n_params:,}", f"{n_buffers:,}"))
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(r):
+        cells = [c.ljust(w) for c, w in zip(r[:3], widths[:3])]
+        cells += [c.rjust(w) for c, w in zip(r[3:], widths[3:])]
+        return "  ".join(cells).rstrip()
+
+    params = [p for p in model.params() if p.data is not None]
+    buffers = [v for _, v in model.named_buffers() if v is not None]
+    n_params = sum(p.size for p in params)
+    n_buffers = sum(v.size for v in buffers)
+    p_bytes = sum(p.data.nbytes for p in params)
+    b_bytes = sum(v.nbytes for v in buffers)
+    width = len(line(header))
+    out = [line(header), "=" * width, *[line(r) for r in body], "=" * width,
+           f"Trainable params: {n_params:,}",
+           f"Buffers (not trained): {n_buffers:,}",
+           f"Parameter memory: {_nbytes(p_bytes + b_bytes)} "
+           f"(params {_nbytes(p_bytes)}, buffers {_nbytes(b_bytes)})"]
+    table = "\n".join(out)
+    print(table)
+    return table
+
 
 class Sequential(Model):
     """Apply ``layers`` one after another; any callable (layers, ``F.relu``...) may appear.

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Parameter, Variable, no_grad
+from dezero.core import Parameter, Variable, _settings, no_grad
 from dezero.layers import Layer
 from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -95,6 +95,10 @@ class Optimizer:
 
     def update(self) -> None:
         """Apply the hooks, then ``update_one`` to every parameter that has a gradient."""
+        observers = _settings.hooks  # FunctionHooks (the profiler) see the update as a whole
+        if observers:
+            for h in observers:
+                h.update_pre(self)
         named = [(n, p) for n, p in self._named_params() if p.grad is not None]
         self._names = {id(p): n for n, p in named}
         params = [p for _, p in named]
@@ -105,6 +109,9 @@ class Optimizer:
             for p in params:
                 if p.grad is not None:  # a hook (FreezeParam) may have removed it
                     self.update_one(p)
+        if observers:
+            for h in observers:
+                h.update_post(self)
 
     def update_one(self, param: Parameter) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement update_one()")

@@ -591,3 +591,37 @@ def test_batchnorm_running_statistics_are_not_parameters():
     names = [n for n, _ in bn.named_params()]
     assert sorted(names) == ["beta", "gamma"]
     assert len(bn.state_dict()) == 4  # gamma, beta and the two running statistics
+
+
+# =============================================================================
+# Beyond the book: introspection and dezero.func
+# =============================================================================
+def test_introspection_names_and_signatures():
+    import dezero.func as func
+    import dezero.profiler as profiler
+
+    assert dezero.func is func and dezero.profiler is profiler
+    assert issubclass(dezero.AnomalyError, Exception)
+    assert dezero.detect_anomaly is dezero.anomaly.detect_anomaly
+    check_signature(dezero.detect_anomaly, [])
+    check_signature(Variable.register_hook, [("fn", REQ)], skip_self=True)
+    check_signature(L.Layer.register_forward_hook, [("fn", REQ)], skip_self=True)
+    check_signature(L.Layer.register_forward_pre_hook, [("fn", REQ)], skip_self=True)
+    check_signature(L.Layer.train, [("mode", True)], skip_self=True)
+    check_signature(L.Layer.eval, [], skip_self=True)
+    assert L.Layer().training is True
+    check_signature(dezero.models.Model.summary, [], varargs="inputs", skip_self=True)
+    check_signature(profiler.profile, [])
+    check_signature(profiler.Profile.table, [("sort_by", "total")], skip_self=True)
+    check_signature(profiler.Profile.export_chrome_trace, [("path", REQ)], skip_self=True)
+    for name in ("grad", "value_and_grad", "jacobian", "hessian"):
+        check_signature(getattr(func, name), [("f", REQ), ("argnums", 0)])
+    check_signature(func.vjp, [("f", REQ)], varargs="primals")
+    check_signature(func.jvp, [("f", REQ), ("primals", REQ), ("tangents", REQ)])
+    check_signature(func.hvp, [("f", REQ), ("primals", REQ), ("tangents", REQ)])
+
+
+@pytest.mark.parametrize("name", ["anomaly", "func", "profiler"])
+def test_introspection_modules_declare_all(name):
+    module = getattr(dezero, name)
+    assert module.__all__ and all(hasattr(module, n) for n in module.__all__)

@@ -131,3 +131,19 @@ def test_tanh_derivatives_match_the_polynomial():
     assert sizes == sorted(sizes)
     with pytest.raises(ValueError, match="order must be at least 1"):
         tanh_graph.tanh_derivative_graph(0.5, 0)
+
+
+def test_newton_hessian_reaches_the_rosenbrock_minimum(capsys):
+    result = load("newton_hessian").main([])
+    assert result["x"] == pytest.approx([1.0, 1.0], abs=1e-12)
+    assert result["iterations"] <= 8  # gradient descent (step 28) needs tens of thousands
+    xs = result["trajectory"]
+    # the first step by hand: at x = (0, 2), grad f = (-2, 400) and H = [[-798, 0], [0, 200]]
+    assert xs[1] == pytest.approx([0.0 - (-2.0 / -798.0), 2.0 - 2.0], abs=1e-14)
+    assert "reached x = (1.000000, 1.000000)" in capsys.readouterr().out
+
+
+def test_newton_hessian_argument_error(capsys):
+    with pytest.raises(SystemExit):
+        load("newton_hessian").main(["--max-iters", "-1"])
+    assert "--max-iters must be >= 0" in capsys.readouterr().err

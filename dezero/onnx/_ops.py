@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dezero import core, cuda
+from dezero import core, cuda, func
 from dezero.functions import (
     activation,
     array,
@@ -521,4 +521,6 @@ NOT_EXPORTED.update({
     loss.SoftmaxCrossEntropy: "a training loss whose labels are data, not an input; export "
                               "the logits (and F.softmax for probabilities)",
     loss.SigmoidCrossEntropy: "a training loss; export the logits (and F.sigmoid)",
+    func._Identity: "dezero.func's starting point of a derivative; export traces a model's "
+                    "forward pass, where it does not occur",
 })
