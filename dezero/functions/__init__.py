@@ -6,6 +6,7 @@ Each family lives in its own module; this package only gathers their public name
 from dezero.functions import (
     activation,
     array,
+    attention,
     conv,
     embedding,
     evaluation,
@@ -19,6 +20,7 @@ from dezero.functions import (
 )
 from dezero.functions.activation import *
 from dezero.functions.array import *
+from dezero.functions.attention import *
 from dezero.functions.conv import *
 from dezero.functions.embedding import *
 from dezero.functions.evaluation import *
@@ -33,6 +35,7 @@ from dezero.functions.rnn import *
 __all__ = [
     *activation.__all__,
     *array.__all__,
+    *attention.__all__,
     *conv.__all__,
     *embedding.__all__,
     *evaluation.__all__,

@@ -432,6 +432,7 @@ class GELU(Function):
         t += c
         t *= x  # c (x + a x^3)
         xp.tanh(t, out=t)
+        self.th = t.copy()  # tanh(u), kept for the array backward (a copy is cheaper than tanh)
         t += 1
         t *= x
         t *= 0.5
@@ -443,6 +444,26 @@ class GELU(Function):
         t = tanh(x * (x2 * (_GELU_A * _GELU_C) + _GELU_C))
         du = x2 * (3 * _GELU_A * _GELU_C) + _GELU_C
         return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+    def backward_array(self, xs, ys, gys):
+        # the same formula in place, with the tanh saved by forward
+        (x,), (gy,) = xs, gys
+        if x.ndim == 0:  # in-place ufuncs need arrays (self.th is already 1-d then)
+            return self.backward_array([x.reshape(1)], ys, [gy.reshape(1)]).reshape(())
+        th = self.th
+        xp = cuda.get_array_module(x)
+        du = x * x
+        du *= 3 * _GELU_A * _GELU_C
+        du += _GELU_C
+        g = th * th
+        xp.subtract(1, g, out=g)
+        g *= x
+        g *= du
+        g += 1
+        g += th
+        g *= 0.5
+        g *= gy
+        return g
 
 
 def softplus(x):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dezero import cuda
-from dezero.core import Config, Function, Variable, as_variable
+from dezero.core import Config, Function, Variable, as_variable, unbroadcast
 
-__all__ = ["batch_norm", "batch_nrom"]
+__all__ = ["batch_norm", "batch_nrom", "layer_norm"]
 
 
 def _bn_axes(ndim):
@@ -179,3 +179,118 @@ def batch_nrom(x, gamma, beta, mean, var, decay=0.9, eps=2e-5) -> Variable:
     (2, 3)
     """
     return batch_norm(x, gamma, beta, mean, var, decay, eps)
+
+
+class LayerNorm(Function):
+    """Layer normalization over the last axis, fused (see :func:`layer_norm`).
+
+    Forward keeps x_hat and 1/sqrt(var + eps). backward: a fused formula on them when no
+    graph of the backward is needed; otherwise the same formula with dezero ops,
+    recomputing x_hat from x, so that derivatives of any order are exact.
+    """
+
+    def __init__(self, eps):
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        xp = cuda.get_array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        var += self.eps
+        inv_std = xp.sqrt(var, out=var)
+        xp.reciprocal(inv_std, out=inv_std)
+        xc *= inv_std
+        self.xhat = xc
+        self.inv_std = inv_std
+        y = xc * gamma
+        y += beta
+        return y
+
+    def backward(self, gy):
+        from dezero.functions.reduction import mean as _mean
+        from dezero.functions.reduction import sum as _sum
+
+        x, gamma, beta = self.inputs
+        lead = tuple(range(x.ndim - 1))
+        mu = _mean(x, axis=-1, keepdims=True)
+        xc = x - mu
+        inv_std = (_mean(xc * xc, axis=-1, keepdims=True) + self.eps) ** -0.5
+        xhat = xc * inv_std
+        gbeta = unbroadcast(_sum(gy, axis=lead), beta) if beta.requires_grad else None
+        ggamma = (unbroadcast(_sum(gy * xhat, axis=lead), gamma) if gamma.requires_grad
+                  else None)
+        gxhat = gy * gamma
+        gx = inv_std * (gxhat - _mean(gxhat, axis=-1, keepdims=True)
+                        - xhat * _mean(gxhat * xhat, axis=-1, keepdims=True))
+        return unbroadcast(gx, x), ggamma, gbeta
+
+    def backward_array(self, xs, ys, gys):
+        (x, gamma, beta), (g,) = xs, gys
+        need_x, need_gamma, need_beta = (v.requires_grad for v in self.inputs)
+        C = x.shape[-1]
+        xhat = self.xhat
+        gbeta = unbroadcast(g.reshape(-1, C).sum(axis=0), beta) if need_beta else None
+        g_xhat = g * xhat
+        ggamma = unbroadcast(g_xhat.reshape(-1, C).sum(axis=0), gamma) if need_gamma else None
+        gx = None
+        if need_x:
+            # mean(g gamma) and mean(g gamma xhat) over the features as matrix-vector
+            # products: no (N, C) temporaries
+            a = (g @ gamma)[..., None]
+            a *= 1.0 / C
+            b = (g_xhat @ gamma)[..., None]
+            b *= 1.0 / C
+            gx = g * gamma
+            gx -= a
+            xp = cuda.get_array_module(g)
+            gx -= xp.multiply(xhat, b, out=g_xhat)  # g_xhat is not needed any more
+            gx *= self.inv_std
+            gx = unbroadcast(gx, x)
+        return gx, ggamma, gbeta
+
+
+def layer_norm(x, gamma, beta, eps: float = 1e-5) -> Variable:
+    """Layer normalization over the last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
+
+    Parameters
+    ----------
+    x : Variable or ndarray, shape (..., C)
+    gamma, beta : Variable or ndarray, shape (C,)
+        Scale and shift.
+    eps : float
+        Added to the variance before the square root.
+
+    Returns
+    -------
+    Variable of x's shape.
+
+    Raises
+    ------
+    ValueError
+        When gamma or beta do not have shape (C,).
+
+    Notes
+    -----
+    Mean and (biased) variance are taken over the last axis of each row; the same in
+    training and test mode. With x_hat = (x - mu) / sqrt(sigma^2 + eps):
+    dx = (gx_hat - mean(gx_hat) - x_hat mean(gx_hat x_hat)) / sqrt(sigma^2 + eps) with
+    gx_hat = gy gamma, dgamma = sum(gy x_hat), dbeta = sum(gy) (over the leading axes).
+    One fused op; any order of derivative is exact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = layer_norm(np.array([[1.0, 2.0, 3.0]]), np.ones(3), np.zeros(3), eps=0.0)
+    >>> np.round(y.data, 4)
+    array([[-1.2247,  0.    ,  1.2247]])
+    """
+    x = as_variable(x)
+    C = x.shape[-1] if x.ndim else None
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if C is None or tuple(a.shape) != (C,):
+            raise ValueError(
+                f"layer_norm: {name} must have shape ({C},) for an input of shape "
+                f"{tuple(x.shape)}, got {tuple(a.shape)}"
+            )
+    return LayerNorm(float(eps))(x, gamma, beta)

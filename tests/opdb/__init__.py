@@ -10,6 +10,7 @@ accepts nothing else).
 from tests.opdb import (
     activation,
     array,
+    attention,
     conv,
     core,
     embedding,
@@ -25,7 +26,7 @@ from tests.opdb import (
 from tests.opdb.base import OpInfo, Sample
 
 _FAMILIES = [core, math, array, reduction, linalg, activation, loss, noise, normalization,
-             embedding, rnn, conv, evaluation]
+             embedding, rnn, conv, evaluation, attention]
 
 OPS: list[OpInfo] = [op for family in _FAMILIES for op in family.OPS]
 

@@ -61,3 +61,17 @@ OPS = [
     OpInfo("batch_nrom", _train(F.batch_nrom), ref_batch_norm_train,
            lambda rng: _samples(rng)[:1]),
 ]
+
+
+def ref_layer_norm(x, gamma, beta, eps=1e-5):
+    mu = x.mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(axis=-1, keepdims=True) + eps) * gamma + beta
+
+
+OPS += [
+    OpInfo("layer_norm", F.layer_norm, ref_layer_norm, lambda rng: [
+        Sample((u(rng, 4, 3), pos(rng, 3), u(rng, 3)), name="2d"),
+        Sample((u(rng, 2, 3, 5), pos(rng, 5), u(rng, 5)), {"eps": 1e-3}, name="3d"),
+        Sample((u(rng, 6), u(rng, 6), u(rng, 6)), name="1d"),
+    ]),
+]
