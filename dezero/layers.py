@@ -716,7 +716,7 @@ class LayerNorm(Layer):
 
     ``LayerNorm(in_size=None, eps=1e-5)``: ``gamma`` (ones) and ``beta`` (zeros) have the size
     of the last axis, taken from the first input when ``in_size`` is None. The same in
-    training and test mode (no running statistics). Built from dezero functions, so any
+    training and test mode (no running statistics). One fused op, ``F.layer_norm``; any
     order of derivative works.
 
     >>> import numpy as np
@@ -748,13 +748,98 @@ class LayerNorm(Layer):
                 f"LayerNorm: the input's last axis has {size} features, but the layer "
                 f"normalises {self.gamma.data.shape[0]} (input shape {tuple(x.shape)})"
             )
-        mu = F.mean(x, axis=-1, keepdims=True)
-        d = x - mu
-        v = F.mean(d * d, axis=-1, keepdims=True)
-        return d / F.sqrt(v + self.eps) * self.gamma + self.beta
+        return F.layer_norm(x, self.gamma, self.beta, self.eps)
 
 
 __all__ += ["GRU", "LSTM", "RNN", "EmbedID", "LayerNorm"]
+
+
+# =============================================================================
+# Transformers: MultiHeadAttention, TransformerBlock
+# =============================================================================
+class MultiHeadAttention(Layer):
+    """Multi-head self-attention on (N, T, C) inputs.
+
+    ``MultiHeadAttention(n_embd, n_head, causal=False, dropout=0.0)``: one fused
+    projection ``qkv`` (C -> 3C) gives queries, keys and values; the heads come from a
+    reshape and a transpose to (N, n_head, T, C / n_head) (no loop over heads), go through
+    :func:`dezero.functions.scaled_dot_product_attention` together, and are joined and
+    projected back by ``proj`` (C -> C). ``dropout`` is applied to the attention
+    probabilities and to the output (training mode only).
+
+    >>> import numpy as np
+    >>> mha = MultiHeadAttention(8, 2, causal=True)
+    >>> mha(np.ones((3, 5, 8), dtype=np.float32)).shape
+    (3, 5, 8)
+    >>> [name for name, _ in mha.named_params()]
+    ['qkv/W', 'qkv/b', 'proj/W', 'proj/b']
+    """
+
+    def __init__(self, n_embd: int, n_head: int, causal: bool = False, dropout: float = 0.0,
+                 dtype=np.float32):
+        super().__init__()
+        if n_head <= 0 or n_embd % n_head:
+            raise ValueError(
+                f"MultiHeadAttention: n_embd ({n_embd}) must be a positive multiple of "
+                f"n_head ({n_head})"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout}")
+        self.n_embd = int(n_embd)
+        self.n_head = int(n_head)
+        self.causal = bool(causal)
+        self.dropout = float(dropout)
+        self.qkv = Linear(3 * n_embd, dtype=dtype, in_size=n_embd)
+        self.proj = Linear(n_embd, dtype=dtype, in_size=n_embd)
+
+    def forward(self, x, mask=None):
+        if x.ndim != 3 or x.shape[-1] != self.n_embd:
+            raise ValueError(
+                f"MultiHeadAttention: expected an input of shape (N, T, {self.n_embd}), "
+                f"got {tuple(x.shape)}"
+            )
+        N, T, C = x.shape
+        H = self.n_head
+        qkv = F.reshape(self.qkv(x), (N, T, 3, H, C // H))
+        qkv = F.transpose(qkv, (2, 0, 3, 1, 4))  # (3, N, H, T, d)
+        q, k, v = (F.reshape(a, (N, H, T, C // H)) for a in F.split(qkv, 3, axis=0))
+        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=self.causal,
+                                           dropout_ratio=self.dropout)
+        y = F.reshape(F.transpose(y, (0, 2, 1, 3)), (N, T, C))
+        return F.dropout(self.proj(y), self.dropout)
+
+
+class TransformerBlock(Layer):
+    """A pre-LayerNorm transformer block (GPT-2's): attention and an MLP, each residual.
+
+    ``x = x + attn(ln1(x))``; ``x = x + mlp(ln2(x))`` with ``mlp`` = Linear(C -> 4C),
+    tanh-GELU, Linear(4C -> C), dropout. ``TransformerBlock(n_embd, n_head, causal=True,
+    dropout=0.0)``.
+
+    >>> import numpy as np
+    >>> block = TransformerBlock(8, 2)
+    >>> block(np.ones((2, 4, 8), dtype=np.float32)).shape
+    (2, 4, 8)
+    """
+
+    def __init__(self, n_embd: int, n_head: int, causal: bool = True, dropout: float = 0.0,
+                 dtype=np.float32):
+        super().__init__()
+        self.dropout = float(dropout)
+        self.ln1 = LayerNorm(n_embd, dtype=dtype)
+        self.attn = MultiHeadAttention(n_embd, n_head, causal=causal, dropout=dropout,
+                                       dtype=dtype)
+        self.ln2 = LayerNorm(n_embd, dtype=dtype)
+        self.fc = Linear(4 * n_embd, dtype=dtype, in_size=n_embd)
+        self.proj = Linear(n_embd, dtype=dtype, in_size=4 * n_embd)
+
+    def forward(self, x, mask=None):
+        x = x + self.attn(self.ln1(x), mask)
+        h = self.proj(F.gelu(self.fc(self.ln2(x))))
+        return x + F.dropout(h, self.dropout)
+
+
+__all__ += ["MultiHeadAttention", "TransformerBlock"]
 
 
 # =============================================================================
