@@ -192,6 +192,7 @@ W34 = randn(3, 4)
 W_CONV = randn(4, 2, 3, 3)
 W_DECONV = randn(2, 3, 3, 3)
 b4 = randn(4)
+MASK44 = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 0, 1], [0, 1, 1, 1]], dtype=bool)
 
 
 def pos(*shape):
@@ -265,6 +266,10 @@ OP_CASES = [
         RNG.integers(0, 4, size=(n, 5)).astype(np.int32)]),
     ("int-ops-on-ids", lambda ids_: F.embed_id(ids_[:, ::-1] + 1, W34.T),
      lambda n: [RNG.integers(0, 3, size=(n, 2))]),
+    ("attention", lambda a, b: F.scaled_dot_product_attention(a, b, b)
+     + F.scaled_dot_product_attention(a, b, a, causal=True)
+     + F.scaled_dot_product_attention(a, a, b, mask=MASK44), xy(2, 4, 3)),
+    ("layer-norm", lambda a: F.layer_norm(a, b4, b4 * b4), x_(3, 4)),
     ("cells", lambda a: F.lstm_cell(a, None, None, W34, W34[:, :4].T @ W34)[0]
      + F.rnn_cell(a, a @ W34[:, :3].T @ W34[:, :3], W34[:, :3], W34[:, :3].T @ W34[:, :3])
      .sum() + F.gru_cell(a, None, W34[:, :3], W34[:1, :3])[:, :1], x_(3)),

@@ -17,6 +17,7 @@ from dezero import core, cuda, func
 from dezero.functions import (
     activation,
     array,
+    attention,
     conv,
     embedding,
     linalg,
@@ -435,6 +436,41 @@ def _linear(g, op):
 def _einsum(g, op):
     equation = ",".join(op.f.terms) + "->" + op.f.out
     g.node("Einsum", _same_type(g, op), op.outs, equation=equation)
+
+
+@exporter(attention.ScaledDotProductAttention)
+def _attention(g, op):
+    # softmax(q k^T * scale, masked) v; export traces test mode, so no dropout
+    dtype = op.ys[0].dtype
+    q, k, v = _same_type(g, op)
+    nk = op.xs[1].ndim
+    kt = g.node("Transpose", [k], perm=[*range(nk - 2), nk - 1, nk - 2])
+    s = g.node("Mul", [g.node("MatMul", [q, kt]), g.const(op.f.scale, dtype=dtype)])
+    allowed = None if op.f.allowed is None else np.asarray(cuda.as_numpy(op.f.allowed))
+    if op.f.causal:
+        tril = np.tri(op.xs[0].shape[-2], op.xs[1].shape[-2], dtype=bool)
+        allowed = tril if allowed is None else allowed & tril
+    if allowed is None:
+        p = g.node("Softmax", [s], axis=-1)
+    else:
+        empty = ~allowed.any(axis=-1, keepdims=True)  # rows with nothing to attend to: zeros
+        fill = np.where(empty, 0.0, -np.inf).astype(dtype)
+        p = g.node("Softmax", [g.node("Where", [g.const(allowed), s, g.const(fill)])], axis=-1)
+        if empty.any():
+            p = g.node("Mul", [p, g.const((~empty).astype(dtype))])
+    g.node("MatMul", [p, v], op.outs)
+
+
+@exporter(normalization.LayerNorm)
+def _layer_norm(g, op):
+    dtype = op.ys[0].dtype
+    x, gamma, beta = _same_type(g, op)
+    ndim = op.xs[0].ndim
+    mu = _reduce(g, "ReduceMean", x, -1, ndim, True)
+    d = g.node("Sub", [x, mu])
+    var = _reduce(g, "ReduceMean", g.node("Mul", [d, d]), -1, ndim, True)
+    std = g.node("Sqrt", [g.node("Add", [var, g.const(op.f.eps, dtype=dtype)])])
+    g.node("Add", [g.node("Mul", [g.node("Div", [d, std]), gamma]), beta], op.outs)
 
 
 # =============================================================================
