@@ -60,28 +60,77 @@ class Optimizer:
 
     def __init__(self):
         self.target = None
+        self._groups: list = []  # [(named params, hyperparameter overrides)], in order
         self.hooks: list[Callable] = []
         self.t = 0  # number of update() calls
         self._state: dict[str, dict[str, Any]] = {}  # param path -> slot name -> array
         self._names: dict[int, str] = {}  # id(param) -> path; rebuilt by every update()
 
     def setup(self, target):
-        """Attach the optimizer to ``target`` (a Layer/Model, or a sequence of Parameters).
+        """Attach the optimizer to ``target``; resets the optimizer state; returns self.
 
-        Resets the optimizer state. Returns self, so ``opt = Adam().setup(model)`` works.
+        ``target`` is a Layer/Model, a sequence of Parameters, or a list of parameter
+        groups: dicts ``{"params": ..., <hyperparameter>: value, ...}`` whose ``params`` is
+        a Layer, a sequence of Parameters or a dict ``{name: Parameter}``, and whose other
+        keys override this optimizer's hyperparameters for that group (PyTorch's
+        convention), e.g. ``[{"params": matrices, "weight_decay": 0.1}, {"params": rest,
+        "weight_decay": 0.0}]``. The learning rate (``lr_attr``) cannot be overridden:
+        setting it, as schedules do, applies to every group.
         """
-        if not isinstance(target, Layer):
-            target = list(target)
-            bad = [type(p).__name__ for p in target if not isinstance(p, Parameter)]
-            if bad:
-                raise TypeError(
-                    f"setup() takes a Layer/Model or a sequence of Parameters, got {bad[0]}"
-                )
+        if isinstance(target, (list, tuple)) and target and all(
+                isinstance(g, dict) for g in target):
+            groups = [self._check_group(i, g) for i, g in enumerate(target)]
+            names, ids = set(), set()
+            for named, _ in groups:
+                for n, p in named:
+                    if n in names or id(p) in ids:
+                        raise ValueError(
+                            f"parameter groups: {n!r} appears twice (each parameter and "
+                            f"each name may belong to one group only)"
+                        )
+                    names.add(n)
+                    ids.add(id(p))
+        else:
+            groups = [(self._group_names(target, ""), {})]
+            if not isinstance(target, Layer):
+                target = [p for _, p in groups[0][0]]
         self.target = target
+        self._groups = groups
         self.t = 0
         self._state = {}
         self._names = {}
         return self
+
+    def _group_names(self, params, prefix):
+        if isinstance(params, Layer):
+            return [(prefix + n, p) for n, p in params.named_params()]
+        named = list(params.items()) if isinstance(params, dict) else [
+            (str(i), p) for i, p in enumerate(params)]
+        bad = [type(p).__name__ for _, p in named if not isinstance(p, Parameter)]
+        if bad:
+            raise TypeError(
+                f"setup() takes a Layer/Model, a sequence of Parameters, got {bad[0]} "
+                f"(or a list of parameter groups, dicts with a 'params' entry)"
+            )
+        return [(prefix + str(n), p) for n, p in named]
+
+    def _check_group(self, i, group):
+        if "params" not in group:
+            raise ValueError(f"parameter group {i} has no 'params' entry")
+        overrides = {k: v for k, v in group.items() if k != "params"}
+        for key in overrides:
+            if key == self.lr_attr:
+                raise ValueError(
+                    f"parameter group {i}: the learning rate {key!r} cannot be set per "
+                    f"group (setting {type(self).__name__}.{key} applies to every group)"
+                )
+            if key not in self.hyperparams:
+                raise ValueError(
+                    f"parameter group {i}: {key!r} is not a hyperparameter of "
+                    f"{type(self).__name__} (those are {', '.join(self.hyperparams)})"
+                )
+        params = group["params"]
+        return self._group_names(params, "" if isinstance(params, dict) else f"{i}/"), overrides
 
     def _named_params(self):
         if self.target is None:
@@ -89,9 +138,9 @@ class Optimizer:
                 f"{type(self).__name__} has no target: call optimizer.setup(model) before "
                 f"update(), update_one() or loading its state"
             )
-        if isinstance(self.target, Layer):
-            return list(self.target.named_params())
-        return [(str(i), p) for i, p in enumerate(self.target)]
+        if isinstance(self.target, Layer):  # parameters may appear after setup (lazy init)
+            self._groups[0] = (list(self.target.named_params()), self._groups[0][1])
+        return [entry for named, _ in self._groups for entry in named]
 
     def update(self) -> None:
         """Apply the hooks, then ``update_one`` to every parameter that has a gradient."""
@@ -106,9 +155,17 @@ class Optimizer:
             for hook in self.hooks:
                 hook(params)
             self.t += 1
-            for p in params:
-                if p.grad is not None:  # a hook (FreezeParam) may have removed it
-                    self.update_one(p)
+            for group, overrides in self._groups:
+                saved = {k: getattr(self, k) for k in overrides}
+                try:
+                    for k, v in overrides.items():
+                        setattr(self, k, v)
+                    for _, p in group:
+                        if p.grad is not None:  # a hook (FreezeParam) may have removed it
+                            self.update_one(p)
+                finally:
+                    for k, v in saved.items():
+                        setattr(self, k, v)
         if observers:
             for h in observers:
                 h.update_post(self)
