@@ -30,6 +30,7 @@ __all__ = [
     "Shakespeare",
     "SinCurve",
     "Spiral",
+    "TinyShakespeare",
     "get_spiral",
 ]
 
@@ -502,6 +503,118 @@ class Shakespear(Dataset):
 
 
 Shakespeare = Shakespear
+
+
+class TinyShakespeare(Dataset):
+    """Tiny Shakespeare as (block_size,) windows of character ids and their next characters.
+
+    ``TinyShakespeare(train=True, block_size=64)``: the first 90% of the text is the
+    training split, the last 10% the validation split (nanoGPT's ``shakespeare_char``).
+    The vocabulary is the sorted set of characters of the whole text (65 for the real
+    file): ``vocab`` (list of str), ``vocab_size``, ``encode(text) -> ids`` and
+    ``decode(ids) -> text``; ``ids`` holds the split's character ids (int64).
+
+    Sample ``i`` is ``(ids[i:i + block_size], ids[i + 1:i + block_size + 1])``: every
+    window position predicts the next character. ``len(ds) = len(ids) - block_size``.
+    ``get_batch`` gathers windows vectorised, so ``DataLoader(ds, batch_size,
+    shuffle=True)`` yields random (N, block_size) windows and their shifted targets.
+
+    The text is read from the cache folder (``DEZERO_DATA_DIR`` or ``~/.dezero``): the
+    file ``input.txt`` there when its SHA-256 is the known one (the data folder of
+    nanoGPT and char-rnn), else ``tinyshakespeare.txt``, downloaded from ``url`` and
+    checked against ``sha256`` when missing.
+    """
+
+    url = (
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+        "tinyshakespeare/input.txt"
+    )
+    file_name = "tinyshakespeare.txt"
+    sha256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+    def __init__(self, train=True, block_size=64, transform=None, target_transform=None):
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or (
+                block_size <= 0):
+            raise ValueError(f"TinyShakespeare: block_size must be a positive int, got "
+                             f"{block_size!r}")
+        self.block_size = int(block_size)
+        super().__init__(train, transform, target_transform)
+
+    def _path(self):
+        from dezero.utils import _check_file, get_cache_dir
+
+        local = os.path.join(get_cache_dir(), "input.txt")
+        if os.path.exists(local) and _check_file(local, {"sha256": self.sha256}) is None:
+            return local
+        return get_file(self.url, self.file_name, sha256=self.sha256)
+
+    def prepare(self):
+        path = self._path()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        self._codes = np.unique(codes)  # sorted code points: the vocabulary
+        self.vocab = [chr(int(c)) for c in self._codes]
+        self.char_to_id = {c: i for i, c in enumerate(self.vocab)}
+        ids = self.encode(text)
+        n = int(0.9 * len(ids))
+        self.ids = ids[:n] if self.train else ids[n:]
+        if len(self.ids) <= self.block_size:
+            raise ValueError(
+                f"TinyShakespeare: the {'train' if self.train else 'validation'} split of "
+                f"{path!r} has {len(self.ids)} characters, fewer than block_size + 1 = "
+                f"{self.block_size + 1}"
+            )
+        self._offsets = np.arange(self.block_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Character ids (int64) of ``text``; a character outside the vocabulary is a
+        ValueError that names it."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = np.searchsorted(self._codes, codes)
+        bad = (ids >= len(self._codes)) | (self._codes[np.minimum(ids, len(self._codes) - 1)]
+                                           != codes)
+        if bad.any():
+            c = chr(int(codes[np.argmax(bad)]))
+            raise ValueError(f"TinyShakespeare.encode: {c!r} is not in the vocabulary")
+        return ids.astype(np.int64)
+
+    def decode(self, ids) -> str:
+        """The text of the ids ``ids`` (any iterable of ints, e.g. a row of generate())."""
+        from dezero import cuda
+
+        return "".join(self.vocab[int(i)] for i in np.asarray(cuda.as_numpy(ids)).ravel())
+
+    def __len__(self):
+        return len(self.ids) - self.block_size
+
+    def __getitem__(self, index):
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"TinyShakespeare indices must be integers, got "
+                            f"{type(index).__name__} (use get_batch for arrays of indices)")
+        self._check_index(index)
+        x, t = self.get_batch(np.array([index]))
+        return x[0], t[0]
+
+    def get_batch(self, indices):
+        indices = np.asarray(indices)
+        n = len(self)
+        if indices.size and (indices.max() >= n or indices.min() < -n):
+            bad = indices[(indices >= n) | (indices < -n)][0]
+            self._check_index(int(bad))
+        rows = (indices % n)[..., None] + self._offsets
+        x = transforms.apply_batch(self.transform, self.ids[rows])
+        t = transforms.apply_batch(self.target_transform, self.ids[rows + 1])
+        return x, t
+
+    def __repr__(self):
+        split = "train" if self.train else "val"
+        return (f"TinyShakespeare({split}, block_size={self.block_size}, {len(self)} windows, "
+                f"vocab_size={self.vocab_size})")
 
 
 # =============================================================================
