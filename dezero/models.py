@@ -429,3 +429,141 @@ class ResNet50(ResNet):
 
 
 __all__ += ["VGG16", "ResNet", "ResNet50", "ResNet101", "ResNet152"]
+
+
+# =============================================================================
+# GPT
+# =============================================================================
+class GPT(Model):
+    """A GPT-2-style decoder-only transformer (character or token level language model).
+
+    ``GPT(vocab_size, block_size, n_layer=4, n_head=4, n_embd=128, dropout=0.0)``: token
+    and position embeddings (``tok_emb``, ``pos_emb``), ``n_layer`` causal
+    :class:`~dezero.layers.TransformerBlock` s (``blocks``), a final LayerNorm (``ln_f``) and
+    a head without bias (``head``, C -> vocab_size, not tied to the token embedding). Every
+    other Linear has a bias.
+
+    ``forward(ids)`` takes (N, T) integer ids with ``T <= block_size`` and returns the
+    logits (N, T, vocab_size) of the next token at every position.
+
+    Initialisation as GPT-2's: weights of the Linear layers and embeddings from
+    N(0, 0.02^2), biases zero, LayerNorms (1, 0), and the projections that end each
+    residual branch (``attn.proj`` and the MLP's ``proj``) with std ``0.02 / sqrt(2
+    n_layer)``. Weights are drawn from NumPy's global generator (``np.random.seed``).
+
+    >>> import numpy as np
+    >>> np.random.seed(0)
+    >>> model = GPT(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    >>> model(np.zeros((2, 8), dtype=np.int64)).shape
+    (2, 8, 10)
+    >>> model.generate(np.zeros((2, 1), dtype=np.int64), max_new_tokens=5, top_k=3).shape
+    (2, 6)
+    """
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4,
+                 n_embd: int = 128, dropout: float = 0.0):
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("block_size", block_size),
+                            ("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+                    value <= 0):
+                raise ValueError(f"GPT: {name} must be a positive int, got {value!r}")
+        self.vocab_size = int(vocab_size)
+        self.block_size = int(block_size)
+        self.n_layer = int(n_layer)
+        self.n_head = int(n_head)
+        self.n_embd = int(n_embd)
+        self.dropout = float(dropout)
+        C = self.n_embd
+        self.tok_emb = L.EmbedID(self.vocab_size, C)
+        self.pos_emb = L.EmbedID(self.block_size, C)
+        self.blocks = [L.TransformerBlock(C, self.n_head, causal=True, dropout=self.dropout)
+                       for _ in range(self.n_layer)]
+        self.ln_f = L.LayerNorm(C)
+        self.head = L.Linear(self.vocab_size, nobias=True, in_size=C)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        std = 0.02
+        resid_std = std / np.sqrt(2 * self.n_layer)
+        residual = set()
+        for block in self.blocks:
+            residual.add(id(block.attn.proj.W))
+            residual.add(id(block.proj.W))
+        for name, p in self.named_params():
+            if p.ndim >= 2:  # Linear weights and embedding tables
+                s = resid_std if id(p) in residual else std
+                p.data = (np.random.randn(*p.shape) * s).astype(p.dtype)  # noqa: NPY002
+            elif name.endswith("/b"):
+                p.data = np.zeros_like(p.data)
+
+    def forward(self, ids):
+        ids = ids.data if isinstance(ids, Variable) else ids
+        if ids.ndim != 2:
+            raise ValueError(f"GPT: expected ids of shape (N, T), got {tuple(ids.shape)}")
+        n_tokens = ids.shape[1]
+        if n_tokens > self.block_size:
+            raise ValueError(
+                f"GPT: the sequence has {n_tokens} tokens but block_size is {self.block_size}; "
+                f"crop the context (generate() does) or build a model with a larger block_size"
+            )
+        x = self.tok_emb(ids) + self.pos_emb.W[:n_tokens]
+        x = F.dropout(x, self.dropout)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups, the AdamW convention: decay matrices only.
+
+        Returns ``[{"params": [matrices...], "weight_decay": weight_decay},
+        {"params": [biases, LayerNorm scales/shifts], "weight_decay": 0.0}]``, ready for
+        ``AdamW(...).setup(model.param_groups(0.1))``. Embedding tables count as matrices.
+        """
+        params = list(self.named_params())
+        return [
+            {"params": {n: p for n, p in params if p.ndim >= 2},
+             "weight_decay": weight_decay},
+            {"params": {n: p for n, p in params if p.ndim < 2}, "weight_decay": 0.0},
+        ]
+
+    def generate(self, ids, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None):
+        """Sample ``max_new_tokens`` ids after ``ids`` (N, T); returns (N, T + max_new_tokens).
+
+        Runs in test mode without recording a graph. The context is cropped to the last
+        ``block_size`` ids; the logits of the last position are divided by ``temperature``
+        and, with ``top_k``, all but the ``top_k`` largest are excluded before sampling
+        from the softmax (NumPy's or CuPy's global generator).
+        """
+        from dezero import cuda
+        from dezero.core import no_grad, test_mode
+
+        ids = ids.data if isinstance(ids, Variable) else ids
+        xp = cuda.get_array_module(ids)
+        ids = xp.asarray(ids)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"generate: expected ids of shape (N, T) with T >= 1, got "
+                             f"{tuple(ids.shape)}")
+        if temperature <= 0:
+            raise ValueError(f"generate: temperature must be positive, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"generate: top_k must be a positive int or None, got {top_k}")
+        with no_grad(), test_mode():
+            for _ in range(int(max_new_tokens)):
+                context = ids[:, -self.block_size:]
+                logits = self(context).data[:, -1, :].astype(np.float64) / temperature
+                if top_k is not None and top_k < logits.shape[-1]:
+                    kth = xp.sort(logits, axis=-1)[:, -top_k][:, None]
+                    logits = xp.where(logits < kth, -xp.inf, logits)
+                logits -= logits.max(axis=-1, keepdims=True)
+                probs = xp.exp(logits)
+                cdf = xp.cumsum(probs, axis=-1)
+                u = xp.random.random_sample((ids.shape[0], 1)) * cdf[:, -1:]
+                nxt = (cdf <= u).sum(axis=-1)  # inverse-CDF sampling, vectorised
+                nxt = xp.minimum(nxt, logits.shape[-1] - 1).astype(ids.dtype)
+                ids = xp.concatenate([ids, nxt[:, None]], axis=1)
+        return ids
+
+
+__all__ += ["GPT"]
