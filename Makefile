@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
 export DEZERO_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: venv train test test-numpy1 lint bench gpu-check clean
+.PHONY: venv train gpt test test-numpy1 lint bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml
 ## The main job: train an MLP on MNIST (pass flags with ARGS="--epochs 3 ...").
 train: venv
 	$(BIN)/python examples/mnist.py $(ARGS)
+
+## A character-level GPT on Tiny Shakespeare, nanoGPT's baby config (flags through ARGS).
+SHARED_SHAKESPEARE := $(abspath ../shared/data/tinyshakespeare)
+GPT_DATA := $(if $(wildcard $(SHARED_SHAKESPEARE)/input.txt),DEZERO_DATA_DIR=$(SHARED_SHAKESPEARE),)
+gpt: venv
+	$(GPT_DATA) $(BIN)/python examples/gpt.py $(ARGS)
 
 ## The whole test suite (lint included).
 test: venv

@@ -36,6 +36,14 @@ echo "== MNIST CNN example on the GPU"
     | tee "$OUT/mnist_cnn.log" | grep -v '%|' | tail -8
 note "mnist cnn: $(grep -iE 'test' "$OUT/mnist_cnn.log" | tail -1)"
 
+echo "== GPT on Tiny Shakespeare on the GPU (baby config, ${GPT_ITERS:-500} iterations)"
+SHAKESPEARE=${SHAKESPEARE_DIR:-$PWD/../shared/data/tinyshakespeare}
+[ -f "$SHAKESPEARE/input.txt" ] || SHAKESPEARE=${DEZERO_DATA_DIR:-$HOME/.dezero}
+DEZERO_DATA_DIR="$SHAKESPEARE" $PY examples/gpt.py --gpu --no-progress --iters "${GPT_ITERS:-500}" \
+    --eval-interval 250 --final-eval-iters 50 --sample-length 200 --out "$OUT/gpt" 2>&1 \
+    | tee "$OUT/gpt.log" | tail -8
+note "gpt: $(grep -E 'trained in' "$OUT/gpt.log" | tail -1)"
+
 echo "== GPU benchmarks (dezero vs PyTorch CUDA)"
 $PY benchmarks/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log"
 
