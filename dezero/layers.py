@@ -101,6 +101,8 @@ class Layer:
             else:
                 registry.pop(name, None)
         object.__setattr__(self, name, value)
+        if name == "training":  # set by hand (not through train()): this layer only
+            self._update_special()
 
     def __delattr__(self, name: str) -> None:
         self._params.pop(name, None)

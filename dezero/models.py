@@ -105,9 +105,6 @@ def _summary(model: L.Layer, inputs) -> str:
                     object.__setattr__(layer, k, before[k])
                 else:
                     object.__delattr__(layer, k)
-            for k, v in before.items():
-                if v is None:
-                    object.__setattr__(layer, k, None)
 
     def own(layer):
         params, buffers = 0, 0

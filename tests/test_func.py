@@ -221,3 +221,20 @@ def test_on_the_device(xp):
     H = func.hessian(rosenbrock)(x)
     assert type(H) is type(x)
     np.testing.assert_allclose(dezero.cuda.as_numpy(H), rosenbrock_hessian(X0), rtol=1e-12)
+
+
+def test_jvp_and_hvp_of_variables_compose_with_the_engine():
+    x = Variable(np.array([0.5, 1.5]))
+    v = np.array([1.0, 2.0])
+    out, t = func.jvp(lambda a: a**3, (x,), (v,))
+    assert isinstance(out, Variable) and isinstance(t, Variable)
+    np.testing.assert_allclose(t.data, 3 * x.data**2 * v)
+    assert x.grad is None
+    F.sum(t).backward()  # d/dx sum(3 x^2 v) = 6 x v
+    np.testing.assert_allclose(x.grad.data, 6 * x.data * v)
+    x.cleargrad()
+    hv = func.hvp(lambda a: F.sum(a**4), (x,), (v,))  # 12 x^2 v
+    np.testing.assert_allclose(hv.data, 12 * x.data**2 * v)
+    assert x.grad is None
+    F.sum(hv).backward()  # 24 x v
+    np.testing.assert_allclose(x.grad.data, 24 * x.data * v)

@@ -226,3 +226,11 @@ def test_eval_on_a_sublayer_only():
     x = np.ones(1000, dtype=np.float32)
     assert np.mean(outer[1](x).data == 0) == 0.0
     assert np.mean(outer[0](x).data == 0) > 0.3
+
+
+def test_assigning_training_by_hand_takes_effect():
+    drop = L.Dropout(0.5)
+    drop.training = False
+    assert np.all(drop(np.ones(100, dtype=np.float32)).data == 1)
+    drop.training = True
+    assert np.mean(drop(np.ones(1000, dtype=np.float32)).data == 0) > 0.3

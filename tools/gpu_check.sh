@@ -54,6 +54,29 @@ timeout "${GPU_TEST_TIMEOUT:-900}" $PY -m pytest -q -p no:cacheprovider $XDIST -
     | tee "$OUT/gpu_tests.log" | tail -25
 note "tests: $(grep -E '(passed|failed)' "$OUT/gpu_tests.log" | tail -1)"
 
+echo "== profiler and detect_anomaly on the GPU (a few MLP steps)"
+$PY - <<'PYEOF' 2>&1 | tee "$OUT/profiler_gpu.log" | tail -14
+import numpy as np, dezero, dezero.functions as F
+from dezero import cuda, profiler
+from dezero.models import MLP
+from dezero.optimizers import Adam
+xp = cuda.cupy
+model = MLP((1000, 1000, 10)); opt = Adam().setup(model)
+x = xp.asarray(np.random.default_rng(0).standard_normal((1000, 784), dtype=np.float32))
+t = xp.asarray(np.arange(1000) % 10)
+model(x); model.to_gpu()
+def step():
+    loss = F.softmax_cross_entropy(model(x), t); model.cleargrads(); loss.backward(); opt.update()
+step()
+with dezero.detect_anomaly():
+    step()
+with profiler.profile() as prof:
+    for _ in range(5):
+        step()
+prof.export_chrome_trace("/dev/null")
+print(prof.table(sort_by="total", limit=10))
+PYEOF
+
 echo
 echo "== summary"
 printf '%s\n' "${summary[@]}"
