@@ -465,7 +465,7 @@ def get_file(url, file_name=None, *, sha256=None, timeout=30.0, progress=True):
         file_name = os.path.basename(urlparse(url).path)
         if not file_name:
             raise ValueError(f"get_file: cannot infer a file name from {url!r}; pass file_name")
-    if os.path.basename(file_name) != file_name or file_name in (".", ".."):
+    if not file_name or os.path.basename(file_name) != file_name or file_name in (".", ".."):
         raise ValueError(f"get_file: file_name must be a plain file name, got {file_name!r}")
     if sha256 is None:
         checks = _KNOWN_FILES.get(file_name, {})

@@ -219,6 +219,8 @@ def test_bad_file_names(cache):
         get_file("http://127.0.0.1/")
     with pytest.raises(ValueError, match="plain file name"):
         get_file("http://127.0.0.1/x", "../escape")
+    with pytest.raises(ValueError, match="plain file name, got ''"):
+        get_file("http://127.0.0.1/x", file_name="")  # not the cache folder itself
 
 
 def test_shared_mnist_files_pass_the_checks(monkeypatch):

@@ -37,7 +37,7 @@ def test_accuracy_matches_argmax_on_random_data(rng):
 def test_accuracy_errors():
     with pytest.raises(TypeError, match="integer labels are required"):
         F.accuracy(np.zeros((2, 3)), np.array([0.0, 1.0]))
-    with pytest.raises(ValueError, match=r"3 labels \(shape \(3,\)\) for scores of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"3 labels for a batch of 2 scores"):
         F.accuracy(np.zeros((2, 3)), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"scores must have shape \(N, C\)"):
         F.accuracy(np.zeros(3), np.array([0, 1, 2]))

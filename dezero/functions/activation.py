@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dezero import cuda, utils
 from dezero.core import Function, as_variable
+from dezero.functions import _checks
 from dezero.functions.math import exp
 from dezero.functions.reduction import sum as _sum
 
@@ -22,10 +23,6 @@ __all__ = [
     "softmax",
     "softmax_simple",
 ]
-
-
-def _normalize_axis(axis):
-    return tuple(axis) if isinstance(axis, list) else axis
 
 
 def _check_axis(name, x, axis):
@@ -84,6 +81,7 @@ def sigmoid(x):
     >>> sigmoid(np.array([0.0, 1e4, -1e4]))
     variable([0.5 1.  0. ])
     """
+    _checks.real("sigmoid", x)
     return Sigmoid()(x)
 
 
@@ -159,6 +157,7 @@ def relu(x):
     >>> relu(np.array([-1.0, 2.0]))
     variable([0. 2.])
     """
+    _checks.real("relu", x)
     return ReLU()(x)
 
 
@@ -203,6 +202,7 @@ def leaky_relu(x, slope: float = 0.2):
     variable([-0.2  2. ])
     """
     # a NumPy float64 slope would promote float32 data: keep it a Python float
+    _checks.real("leaky_relu", x)
     return LeakyReLU(float(slope))(x)
 
 
@@ -255,7 +255,8 @@ def softmax(x, axis=1):
     variable([[0.5 0.5]
               [1.  0. ]])
     """
-    return Softmax(_normalize_axis(axis))(x)
+    _checks.real("softmax", x)
+    return Softmax(_checks.axis_arg("softmax", axis))(x)
 
 
 def softmax_simple(x, axis=1):
@@ -283,8 +284,9 @@ def softmax_simple(x, axis=1):
     variable([[0.5 0.5]])
     """
     x = as_variable(x)
+    _checks.real("softmax_simple", x)
     y = exp(x)
-    return y / _sum(y, axis=_normalize_axis(axis), keepdims=True)
+    return y / _sum(y, axis=_checks.axis_arg("softmax_simple", axis), keepdims=True)
 
 
 class LogSoftmax(Function):
@@ -329,4 +331,5 @@ def log_softmax(x, axis=1):
     variable([[-6.93147181e-01 -6.93147181e-01]
               [ 0.00000000e+00 -1.00000000e+04]])
     """
-    return LogSoftmax(_normalize_axis(axis))(x)
+    _checks.real("log_softmax", x)
+    return LogSoftmax(_checks.axis_arg("log_softmax", axis))(x)

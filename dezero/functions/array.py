@@ -320,10 +320,10 @@ class GetItem(Function):
 
     def forward(self, x, *arrays):
         if arrays:
+            # backward scatters through these indices: copies (small int arrays or masks),
+            # so that a caller refilling its index buffer cannot change the gradient
             xp = cuda.get_array_module(x)
-            if xp is not np:
-                arrays = [xp.asarray(a) for a in arrays]
-            self.slices = _fill_index(self.template, arrays)
+            self.slices = _fill_index(self.template, [xp.array(a) for a in arrays])
         try:
             return x[self.slices]
         except IndexError as e:
@@ -808,6 +808,8 @@ def where(condition, x0, x1):
     """
     if isinstance(condition, Variable):  # not getattr(.., "data"): CuPy arrays have .data too
         condition = condition.data
+    if isinstance(condition, cuda.array_types):  # kept for backward: a copy (see get_item)
+        condition = condition.copy()
     if not isinstance(x0, Variable) and not isinstance(x1, Variable):
         x0 = as_variable(x0)
     if isinstance(x0, Variable):

@@ -39,6 +39,7 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Config, Function, Variable, as_variable, unbroadcast
+from dezero.functions import _checks
 from dezero.utils import get_conv_outsize, get_deconv_outsize, pair
 
 __all__ = [
@@ -1179,6 +1180,7 @@ def pooling(x, kernel_size, stride=1, pad=0) -> Variable:
     variable([[[[ 5.  7.]
                 [13. 15.]]]])
     """
+    _checks.real("pooling", x)
     ksize, stride, pad = _pool_args("pooling", x, kernel_size, stride, pad)
     if pad[0] >= ksize[0] or pad[1] >= ksize[1]:
         raise ValueError(
@@ -1272,6 +1274,7 @@ def pooling_simple(x, kernel_size, stride=1, pad=0) -> Variable:
     from dezero.functions.array import reshape, transpose
     from dezero.functions.reduction import max as _max
 
+    _checks.real("pooling_simple", x)
     ksize, stride, pad = _pool_args("pooling_simple", x, kernel_size, stride, pad)
     if pad[0] >= ksize[0] or pad[1] >= ksize[1]:
         raise ValueError(f"pooling_simple: pad {pad} must be smaller than kernel_size {ksize}")

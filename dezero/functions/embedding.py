@@ -46,7 +46,9 @@ class EmbedID(Function):
     forward pass (``dezero.onnx``) sees where they came from."""
 
     def forward(self, W, ids):
-        self.ids = ids
+        # backward scatters into the rows named by the ids: a copy (small ints), so that a
+        # caller refilling its id buffer before backward() cannot change the gradient
+        self.ids = ids.copy()
         return W[ids]
 
     def backward(self, gy):

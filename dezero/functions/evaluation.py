@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dezero import cuda
 from dezero.core import Variable
+from dezero.functions import _checks
 
 __all__ = ["accuracy"]
 
@@ -24,6 +25,14 @@ def accuracy(y, t) -> Variable:
     Variable
         0-d, in ``y``'s float dtype. Not part of any graph: accuracy has no gradient.
 
+    Raises
+    ------
+    TypeError
+        If the labels are not integers, or the scores are complex.
+    ValueError
+        If the labels do not have ``N`` entries per position, or one is outside ``[0, C)``
+        (the checks of :func:`softmax_cross_entropy`).
+
     Notes
     -----
     ``mean(argmax(y, axis=1) == t)``. Ties in ``y`` go to the lowest class index.
@@ -40,20 +49,11 @@ def accuracy(y, t) -> Variable:
     t = t.data if isinstance(t, Variable) else t
     xp = cuda.get_array_module(y)
     y = xp.asarray(y)
-    t = xp.asarray(t)
+    _checks.real("accuracy", y)
     if y.ndim < 2:
         raise ValueError(f"accuracy: scores must have shape (N, C), got shape {y.shape}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"accuracy: integer labels are required, got labels of dtype {t.dtype}")
+    # the same label checks as softmax_cross_entropy: dtype, batch size, range [0, C)
+    t = _checks.class_labels("accuracy", t, y.shape, xp)
     pred = y.argmax(axis=1)
-    if t.shape != pred.shape:
-        if t.size != pred.size:
-            raise ValueError(
-                f"accuracy: {t.size} labels (shape {t.shape}) for scores of shape {y.shape}; "
-                f"expected {pred.size}"
-            )
-        t = t.reshape(pred.shape)
-    if pred.size == 0:
-        raise ValueError(f"accuracy: empty batch (scores of shape {y.shape})")
     dtype = y.dtype if y.dtype.kind == "f" else "float64"
-    return Variable(xp.asarray((pred == t).mean(), dtype=dtype))
+    return Variable(xp.asarray((pred == t.reshape(pred.shape)).mean(), dtype=dtype))

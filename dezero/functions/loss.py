@@ -8,10 +8,13 @@ as test oracles. Every loss follows the book and divides by the batch size ``len
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from dezero import cuda, utils
 from dezero.core import Function, Variable, as_variable, unbroadcast
+from dezero.functions import _checks
 from dezero.functions.activation import sigmoid, softmax, softmax_simple
 from dezero.functions.math import clip, log
 from dezero.functions.reduction import sum as _sum
@@ -78,6 +81,13 @@ def mean_squared_error(x0, x1):
     Variable
         0-d: ``sum((x0 - x1) ** 2) / len(x0 - x1)``.
 
+    Warns
+    -----
+    UserWarning
+        When the inputs broadcast to a shape larger than either (``(N, 1)`` against
+        ``(N,)`` gives ``(N, N)``, almost always a bug); the message names both shapes.
+        A target that broadcasts to the other's shape (a row, a scalar) is fine.
+
     Notes
     -----
     As in DeZero (and unlike ``torch.nn.MSELoss``), the sum is divided by the batch size
@@ -94,6 +104,23 @@ def mean_squared_error(x0, x1):
     """
     if not isinstance(x0, Variable) and not isinstance(x1, Variable):
         x0 = as_variable(x0)
+    _checks.real("mean_squared_error", x0)
+    _checks.real("mean_squared_error", x1)
+    shape0, shape1 = np.shape(_as_data(x0)), np.shape(_as_data(x1))
+    if shape0 != shape1:
+        try:
+            shape = np.broadcast_shapes(shape0, shape1)
+        except ValueError:
+            raise ValueError(
+                f"mean_squared_error: inputs of shapes {shape0} and {shape1} do not broadcast"
+            ) from None
+    if shape0 != shape1 and shape not in (shape0, shape1):  # (N, 1) - (N,) is (N, N)
+        warnings.warn(
+            f"mean_squared_error: inputs of shapes {shape0} and {shape1} are broadcast "
+            f"against each other (to {shape}); this is rarely intended: give both the "
+            f"same shape",
+            stacklevel=2,
+        )
     if isinstance(x0, Variable):
         x1 = _target_like(x1, x0.data)
     else:
@@ -134,18 +161,13 @@ def mean_squared_error_simple(x0, x1):
 # =============================================================================
 def _class_labels(name, x, t):
     """Check integer class labels ``t`` against scores ``x`` (N, C); return them as (N,)."""
+    _checks.real(name, x)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: scores must be 2-d (N, C), got shape {x.shape}")
     xp = cuda.get_array_module(x)
     t = _as_data(t)
     if not isinstance(t, cuda.array_types):
         t = xp.asarray(t)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: scores must be 2-d (N, C), got shape {x.shape}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(
-            f"{name}: integer labels are required (class indices), got labels of dtype "
-            f"{t.dtype}; convert them with t.astype(int)"
-        )
-    N, C = x.shape
     if t.ndim == 2 and t.shape[1] == 1:
         t = t.reshape(-1)
     if t.ndim != 1:
@@ -153,23 +175,7 @@ def _class_labels(name, x, t):
             f"{name}: labels must have shape (N,) or (N, 1), got shape {t.shape} for scores "
             f"of shape {x.shape}"
         )
-    if t.shape[0] != N:
-        raise ValueError(
-            f"{name}: {t.shape[0]} labels for a batch of {N} scores (shape {x.shape}); "
-            f"labels must have length {N}"
-        )
-    if N == 0:
-        raise ValueError(f"{name}: empty batch (scores of shape {x.shape})")
-    if xp is not np and not bool(((t < 0) | (t >= C)).any()):
-        return t  # one device sync per batch, not two: the common case on a GPU
-    lo, hi = int(t.min()), int(t.max())
-    if lo < 0 or hi >= C:
-        bad = lo if lo < 0 else hi
-        raise ValueError(
-            f"{name}: label {bad} is out of range for {C} classes (labels must be in "
-            f"[0, {C - 1}])"
-        )
-    return t
+    return _checks.class_labels(name, t, x.shape, xp)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -242,7 +248,9 @@ def softmax_cross_entropy(x, t):
     """
     x = as_variable(x)
     t = _class_labels("softmax_cross_entropy", x.data, t)
-    return SoftmaxCrossEntropy(t)(x)
+    # backward reads the labels: a copy (N ints), so that a caller refilling its label
+    # buffer before backward() cannot change the gradient
+    return SoftmaxCrossEntropy(t.copy())(x)
 
 
 def softmax_cross_entropy_simple(x, t):
@@ -348,6 +356,7 @@ def sigmoid_cross_entropy(x, t):
     variable(3333.5643823935)
     """
     x = as_variable(x)
+    _checks.real("sigmoid_cross_entropy", x)
     t = _binary_targets("sigmoid_cross_entropy", x, t)
     return SigmoidCrossEntropy()(x, t)
 
@@ -383,6 +392,7 @@ def binary_cross_entropy(p, t):
     variable(0.34657359...)
     """
     p = as_variable(p)
+    _checks.real("binary_cross_entropy", p)
     if p.dtype.kind != "f":
         raise TypeError(f"binary_cross_entropy: probabilities must be floats, got {p.dtype}")
     t = _binary_targets("binary_cross_entropy", p, t)

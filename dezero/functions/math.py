@@ -13,6 +13,7 @@ from dezero.core import (
     _lhs,
     unbroadcast,
 )
+from dezero.functions import _checks
 
 __all__ = [
     "abs",
@@ -318,7 +319,7 @@ def maximum(x0, x1):
     >>> maximum(np.array([1.0, -2.0]), 0.0)
     variable([1. 0.])
     """
-    x0, x1 = _pair(x0, x1)
+    x0, x1 = _pair("maximum", x0, x1)
     return Maximum()(x0, x1)
 
 
@@ -344,11 +345,14 @@ def minimum(x0, x1):
     >>> minimum(np.array([1.0, -2.0]), 0.0)
     variable([ 0. -2.])
     """
-    x0, x1 = _pair(x0, x1)
+    x0, x1 = _pair("minimum", x0, x1)
     return Minimum()(x0, x1)
 
 
-def _pair(x0, x1):
+def _pair(name, x0, x1):
+    """The operands of an elementwise comparison, scalars in the other operand's dtype."""
+    _checks.real(name, x0)
+    _checks.real(name, x1)
     if not isinstance(x0, Variable) and isinstance(x1, Variable):
         return _constant_like(x0, x1.data), x1
     x0 = _lhs(x0)
@@ -379,6 +383,7 @@ def clip(x, x_min, x_max):
     >>> clip(np.array([-2.0, 0.5, 3.0]), 0.0, 1.0)
     variable([0.  0.5 1. ])
     """
+    _checks.real("clip", x)
     if x_min is None and x_max is None:
         raise ValueError("clip: x_min and x_max cannot both be None")
     # NumPy scalars would promote a float32 array under NumPy 2; Python scalars do not

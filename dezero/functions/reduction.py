@@ -6,14 +6,9 @@ import numpy as np
 
 from dezero import cuda, utils
 from dezero.core import Function, as_variable
+from dezero.functions import _checks
 
 __all__ = ["average", "logsumexp", "max", "mean", "min", "std", "sum", "var"]
-
-
-def _normalize_axis(axis):
-    if isinstance(axis, list):
-        return tuple(axis)
-    return axis
 
 
 def _reduce(name, method, x, axis, keepdims):
@@ -99,7 +94,7 @@ def sum(x, axis=None, keepdims=False):
     >>> sum(np.array([[1.0, 2.0], [3.0, 4.0]]), axis=0)
     variable([4. 6.])
     """
-    return Sum(_normalize_axis(axis), keepdims)(x)
+    return Sum(_checks.axis_arg("sum", axis), keepdims)(x)
 
 
 class Mean(_Reduction):
@@ -136,7 +131,7 @@ def average(x, axis=None, keepdims=False):
     >>> average(np.array([[1.0, 2.0], [3.0, 4.0]]), axis=1)
     variable([1.5 3.5])
     """
-    return Mean(_normalize_axis(axis), keepdims)(x)
+    return Mean(_checks.axis_arg("average", axis), keepdims)(x)
 
 
 mean = average
@@ -167,7 +162,7 @@ def var(x, axis=None, keepdims=False, ddof=0):
     >>> var(np.array([1.0, 2.0, 3.0, 4.0]))
     variable(1.25)
     """
-    axis = _normalize_axis(axis)
+    axis = _checks.axis_arg("var", axis)
     x = as_variable(x)
     d = x - average(x, axis, keepdims=True)
     if ddof == 0:
@@ -204,7 +199,7 @@ def std(x, axis=None, keepdims=False, ddof=0):
     """
     from dezero.functions.math import sqrt
 
-    return sqrt(var(x, axis, keepdims, ddof))
+    return sqrt(var(x, _checks.axis_arg("std", axis), keepdims, ddof))
 
 
 # =============================================================================
@@ -266,7 +261,8 @@ def max(x, axis=None, keepdims=False):
     >>> max(np.array([[1.0, 5.0], [7.0, 2.0]]), axis=1)
     variable([5. 7.])
     """
-    return Max(_normalize_axis(axis), keepdims)(x)
+    _checks.real("max", x)
+    return Max(_checks.axis_arg("max", axis), keepdims)(x)
 
 
 def min(x, axis=None, keepdims=False):
@@ -288,7 +284,8 @@ def min(x, axis=None, keepdims=False):
     >>> min(np.array([[1.0, 5.0], [7.0, 2.0]]), axis=1)
     variable([1. 2.])
     """
-    return Min(_normalize_axis(axis), keepdims)(x)
+    _checks.real("min", x)
+    return Min(_checks.axis_arg("min", axis), keepdims)(x)
 
 
 # =============================================================================
@@ -349,4 +346,5 @@ def logsumexp(x, axis=1, keepdims=False):
     >>> logsumexp(np.array([[1000.0, 1000.0]]))
     variable([1000.69314718])
     """
-    return LogSumExp(_normalize_axis(axis), keepdims)(x)
+    _checks.real("logsumexp", x)
+    return LogSumExp(_checks.axis_arg("logsumexp", axis), keepdims)(x)
