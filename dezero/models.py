@@ -495,7 +495,7 @@ class GPT(Model):
                 p.data = np.zeros_like(p.data)
 
     def forward(self, ids):
-        ids = ids.data if isinstance(ids, Variable) else ids
+        # ids stay a Variable when they come as one: dezero.onnx traces them to the input
         if ids.ndim != 2:
             raise ValueError(f"GPT: expected ids of shape (N, T), got {tuple(ids.shape)}")
         n_tokens = ids.shape[1]

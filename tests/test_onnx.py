@@ -171,6 +171,14 @@ def test_export_leaves_the_recurrent_state_as_it_found_it(tmp_path):
     assert model.rnn.h is h
 
 
+def test_gpt_attention_and_transformer_blocks(tmp_path):
+    from dezero.models import GPT
+
+    model = GPT(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    proto = check_model(model, [ids(2, 6)], [ids(5, 6)], tmp_path)
+    assert "tok_emb/W" in {i.name for i in proto.graph.initializer}
+
+
 @pytest.mark.slow
 def test_vgg16_small_input(tmp_path):
     model = VGG16()
