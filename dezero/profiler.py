@@ -200,5 +200,20 @@ def profile(sync_gpu: bool = True) -> Profile:
     ``Optimizer.update()``, with ``time.perf_counter_ns``. ``sync_gpu``: synchronise the
     GPU around ops on CuPy arrays so that intervals cover the device work (see the
     module notes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dezero.functions as F
+    >>> from dezero.models import MLP
+    >>> from dezero.optimizers import SGD
+    >>> model = MLP((4, 2)); opt = SGD().setup(model)
+    >>> with profile() as prof:
+    ...     loss = F.sum(model(np.ones((3, 5), dtype=np.float32)))
+    ...     loss.backward(); opt.update()
+    >>> [(e.name, e.phase) for e in prof.events if e.phase != "forward"][-1]
+    ('SGD', 'update')
+    >>> "Linear" in prof.table(sort_by="self")
+    True
     """
     return Profile(sync_gpu=sync_gpu)
