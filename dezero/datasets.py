@@ -4,7 +4,7 @@ Every data set here keeps its samples in whole arrays (``data`` and ``label``), 
 ``get_batch`` (used by the DataLoader) gathers a batch by array indexing and applies
 batch-safe transforms once per batch instead of once per sample.
 
-Downloaded files go through ``dezero.utils.get_file`` into the cache folder (``~/.dezero``,
+Downloaded files go through ``dezero.download.get_file`` into the cache folder (``~/.dezero``,
 or ``DEZERO_DATA_DIR``); an offline machine gets an error that names the file and the folder
 to put it in.
 """
@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 
 from dezero import transforms
-from dezero.utils import DownloadError, get_file
+from dezero.download import DownloadError, get_file
 
 __all__ = [
     "CIFAR10",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -257,8 +257,8 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     # --- traversal ----------------------------------------------------------------
-    def _walk(self, prefix: str, seen: set) -> Iterator[tuple]:
-        """Yield ('param', path, p) and ('buffer', path, layer, name) in a fixed order.
+    def _walk(self, prefix: str, seen: set) -> Iterator[_Entry]:
+        """Yield an ``_Entry`` for every parameter and buffer, in a fixed order.
 
         ``seen`` holds the ids met during this one walk, so a shared Parameter or layer
         appears once (under its first path).
@@ -269,13 +269,13 @@ class Layer:
             key = (id(self), name)
             if key not in seen:
                 seen.add(key)
-                yield ("buffer", prefix + name, self, name)
+                yield _Entry("buffer", prefix + name, self, name)
 
     def named_params(self) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(path, parameter)`` pairs, paths '/'-joined (``'l1/W'``), in order."""
         for entry in self._walk("", set()):
-            if entry[0] == "param":
-                yield entry[1], entry[2]
+            if entry.kind == "param":
+                yield entry.path, entry.owner
 
     def params(self) -> Iterator[Parameter]:
         """Yield every Parameter of this layer and its sub-layers, each once, in order."""
@@ -285,8 +285,8 @@ class Layer:
     def named_buffers(self) -> Iterator[tuple[str, Any]]:
         """Yield ``(path, array_or_None)`` for every buffer, in order."""
         for entry in self._walk("", set()):
-            if entry[0] == "buffer":
-                yield entry[1], getattr(entry[2], entry[3])
+            if entry.kind == "buffer":
+                yield entry.path, entry.value()
 
     def cleargrads(self) -> None:
         """Set every parameter's gradient to None."""
@@ -296,17 +296,13 @@ class Layer:
     # --- devices ------------------------------------------------------------------
     def _move(self, convert) -> None:
         for entry in self._walk("", set()):
-            if entry[0] == "param":
-                p = entry[2]
-                if p.data is not None:
-                    p.data = convert(p.data)
-                if p.grad is not None and p.grad.data is not None:
-                    p.grad.data = convert(p.grad.data)
-            else:
-                _, _, layer, name = entry
-                value = getattr(layer, name)
-                if value is not None:
-                    object.__setattr__(layer, name, convert(value))
+            value = entry.value()
+            if value is not None:
+                entry.assign(convert(value))
+            if entry.kind == "param":
+                g = entry.owner.grad
+                if g is not None and g.data is not None:
+                    g.data = convert(g.data)
 
     def to_cpu(self):
         """Move parameters (and their gradients) and buffers to NumPy; returns self."""
@@ -327,10 +323,10 @@ class Layer:
         """
         state: dict[str, np.ndarray] = {}
         for entry in self._walk("", set()):
-            value = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            value = entry.value()
             if value is None:
                 continue
-            state[entry[1]] = value.copy() if isinstance(value, np.ndarray) else (
+            state[entry.path] = value.copy() if isinstance(value, np.ndarray) else (
                 cuda.as_numpy(value))
         return state
 
@@ -354,10 +350,10 @@ class Layer:
 
     def _plan_load(self, state: Mapping[str, Any], strict: bool):
         """Check ``state`` against this layer; return what to assign (nothing is changed)."""
-        entries = {entry[1]: entry for entry in self._walk("", set())}
+        entries = {entry.path: entry for entry in self._walk("", set())}
         xp_default = np
         for entry in entries.values():
-            current = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            current = entry.value()
             if current is not None:
                 xp_default = cuda.get_array_module(current)
                 break
@@ -366,7 +362,7 @@ class Layer:
         missing, unexpected = [], []
         assignments = []
         for path, entry in entries.items():
-            current = entry[2].data if entry[0] == "param" else getattr(entry[2], entry[3])
+            current = entry.value()
             if path not in state:
                 if current is not None:
                     missing.append(path)
@@ -416,10 +412,7 @@ class Layer:
                 array = np.array(cuda.as_numpy(value), dtype=dtype, copy=True)
             else:
                 array = cuda.as_cupy(value).astype(dtype, copy=True)
-            if entry[0] == "param":
-                entry[2].data = array
-            else:
-                object.__setattr__(entry[2], entry[3], array)
+            entry.assign(array)
         return missing, unexpected
 
     def save_weights(self, path) -> None:
@@ -470,11 +463,37 @@ def _named_layer_value(value, path: str, seen: set):
             yield from _named_layer_value(item, f"{path}/{i}", seen)
 
 
+class _Entry(NamedTuple):
+    """A parameter or a buffer met by ``Layer._walk``.
+
+    kind: ``"param"`` or ``"buffer"``; path: ``'/'``-joined (``'l1/W'``); owner: the
+    Parameter itself, or the Layer that holds the buffer; name: the buffer's attribute
+    name (None for a parameter).
+    """
+
+    kind: str
+    path: str
+    owner: Any
+    name: str | None = None
+
+    def value(self):
+        """The array (None while uninitialised)."""
+        if self.name is None:
+            return self.owner.data
+        return getattr(self.owner, self.name)
+
+    def assign(self, array) -> None:
+        if self.name is None:
+            self.owner.data = array
+        else:
+            object.__setattr__(self.owner, self.name, array)
+
+
 def _walk_value(value, path: str, seen: set):
     if isinstance(value, Parameter):
         if id(value) not in seen:
             seen.add(id(value))
-            yield ("param", path, value)
+            yield _Entry("param", path, value)
     elif isinstance(value, Layer):
         if id(value) not in seen:
             seen.add(id(value))

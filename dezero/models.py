@@ -8,7 +8,7 @@ import numpy as np
 
 import dezero.functions as F
 import dezero.layers as L
-from dezero import utils
+from dezero import download, utils
 from dezero.core import Variable
 
 __all__ = [
@@ -224,11 +224,11 @@ _WEIGHTS_BASE = "https://github.com/koki0702/dezero-models/releases/download/v0.
 
 
 def _load_pretrained(model: L.Layer, url: str) -> None:
-    """Fetch ``url`` into the cache folder (once; see ``utils.get_file``) and load it.
+    """Fetch ``url`` into the cache folder (once; see ``download.get_file``) and load it.
 
     Offline, get_file's error names the file and the folder to place it in by hand.
     """
-    model.load_weights(utils.get_file(url))
+    model.load_weights(download.get_file(url))
 
 
 class VGG16(Model):

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from dezero import datasets, transforms, utils
+from dezero import datasets, download, transforms, utils
 from dezero.datasets import (
     CIFAR10,
     CIFAR100,
@@ -175,7 +175,7 @@ def _write_gz(path, raw):
 def fake_mnist(cache, monkeypatch):
     """Tiny MNIST-format files (train: 7 images, test: 3) in an empty cache folder."""
     for name in MNIST.train_files + MNIST.test_files:
-        monkeypatch.delitem(utils._KNOWN_FILES, name)  # the real checksums would not match
+        monkeypatch.delitem(download._KNOWN_FILES, name)  # the real checksums would not match
     monkeypatch.setattr(MNIST, "mirrors", (_closed_port_url(),))
     rng = np.random.default_rng(0)
     arrays = {}
@@ -267,7 +267,7 @@ def test_mnist_downloads_from_mirror(file_server, cache, monkeypatch):
     """Missing files are fetched through get_file; a dead first mirror falls through."""
     root, url = file_server
     for name in MNIST.test_files:
-        monkeypatch.delitem(utils._KNOWN_FILES, name)
+        monkeypatch.delitem(download._KNOWN_FILES, name)
     _write_gz(root / "t10k-images-idx3-ubyte.gz", _idx_bytes(np.ones((2, 28, 28)), 2051))
     _write_gz(root / "t10k-labels-idx1-ubyte.gz", _idx_bytes(np.array([3, 4]), 2049))
     monkeypatch.setattr(MNIST, "mirrors", (_closed_port_url(), url))
@@ -321,7 +321,7 @@ def _cifar_records(rng, n, label_columns):
 
 
 def test_cifar10_binary(cache, monkeypatch):
-    monkeypatch.delitem(utils._KNOWN_FILES, "cifar-10-binary.tar.gz")
+    monkeypatch.delitem(download._KNOWN_FILES, "cifar-10-binary.tar.gz")
     rng = np.random.default_rng(0)
     members, train_labels = {}, []
     for i in range(1, 6):
@@ -347,7 +347,7 @@ def test_cifar10_binary(cache, monkeypatch):
 
 
 def test_cifar10_corrupted_archive(cache, monkeypatch):
-    monkeypatch.delitem(utils._KNOWN_FILES, "cifar-10-binary.tar.gz")
+    monkeypatch.delitem(download._KNOWN_FILES, "cifar-10-binary.tar.gz")
     _make_tar(cache / "cifar-10-binary.tar.gz", {"cifar-10-batches-bin/test_batch.bin": b"x" * 5})
     with pytest.raises(ValueError, match=r"test_batch\.bin: 5 bytes is not a whole number"):
         CIFAR10(train=False)
@@ -359,7 +359,7 @@ def test_cifar10_corrupted_archive(cache, monkeypatch):
 
 
 def test_cifar100_binary(cache, monkeypatch):
-    monkeypatch.delitem(utils._KNOWN_FILES, "cifar-100-binary.tar.gz")
+    monkeypatch.delitem(download._KNOWN_FILES, "cifar-100-binary.tar.gz")
     rng = np.random.default_rng(1)
     train_raw, train_labels, _ = _cifar_records(rng, 4, [20, 100])
     test_raw, test_labels, test_images = _cifar_records(rng, 2, [20, 100])

@@ -1,4 +1,5 @@
-"""utils.get_file against a local HTTP server on 127.0.0.1 (no test touches the network)."""
+"""dezero.download.get_file (also dezero.utils.get_file) against a local HTTP server on
+127.0.0.1 (no test touches the network)."""
 
 import gzip
 import hashlib
@@ -10,8 +11,8 @@ from typing import ClassVar
 
 import pytest
 
-from dezero import utils
-from dezero.utils import ChecksumError, DownloadError, OfflineError, get_file
+from dezero import download
+from dezero.download import ChecksumError, DownloadError, OfflineError, get_file
 
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -69,10 +70,10 @@ def _closed_port():
 
 def test_cache_dir_default_and_env(monkeypatch, tmp_path):
     monkeypatch.delenv("DEZERO_DATA_DIR", raising=False)
-    assert utils.get_cache_dir() == utils.cache_dir
-    assert utils.cache_dir == os.path.join(os.path.expanduser("~"), ".dezero")
+    assert download.get_cache_dir() == download.cache_dir
+    assert download.cache_dir == os.path.join(os.path.expanduser("~"), ".dezero")
     monkeypatch.setenv("DEZERO_DATA_DIR", str(tmp_path))
-    assert utils.get_cache_dir() == str(tmp_path)
+    assert download.get_cache_dir() == str(tmp_path)
 
 
 def test_download_then_cached(server, cache):
@@ -172,7 +173,7 @@ def test_known_file_accepts_gzip_content_checksum(server, cache, monkeypatch):
     """A recompressed .gz is accepted by the checksum of its decompressed content."""
     content = b"IDX content" * 100
     monkeypatch.setitem(
-        utils._KNOWN_FILES,
+        download._KNOWN_FILES,
         "known.gz",
         {"sha256": "0" * 64, "gunzip_sha256": hashlib.sha256(content).hexdigest()},
     )
@@ -189,7 +190,7 @@ def test_known_file_accepts_gzip_content_checksum(server, cache, monkeypatch):
 
 
 def test_known_file_rejects_wrong_content(server, cache, monkeypatch):
-    monkeypatch.setitem(utils._KNOWN_FILES, "known.gz", {"sha256": "0" * 64})
+    monkeypatch.setitem(download._KNOWN_FILES, "known.gz", {"sha256": "0" * 64})
     base, routes, _ = server
     routes["/known.gz"] = (200, gzip.compress(b"other"), None)
     with pytest.raises(ChecksumError, match=r"'known\.gz'.*corrupted"):

@@ -14,7 +14,7 @@ import pytest
 
 import dezero
 import dezero.functions as F
-from dezero import datasets, transforms, utils
+from dezero import datasets, download, transforms
 from dezero.utils import OfflineError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -50,7 +50,7 @@ def no_download(monkeypatch):
     def offline(url, path, *args, **kwargs):
         raise OfflineError(f"could not download {os.path.basename(path)!r} (test: offline)")
 
-    monkeypatch.setattr(utils, "_download", offline)
+    monkeypatch.setattr(download, "_download", offline)
 
 
 @pytest.mark.slow

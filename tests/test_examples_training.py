@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dezero.functions as F
-from dezero import datasets, utils
+from dezero import datasets, download
 from dezero.models import MLP
 from dezero.utils import OfflineError
 
@@ -51,7 +51,7 @@ def no_download(monkeypatch):
             f"save it as {path!r}"
         )
 
-    monkeypatch.setattr(utils, "_download", offline)
+    monkeypatch.setattr(download, "_download", offline)
 
 
 def test_spiral_reaches_096_on_the_test_split(tmp_path, capsys):

@@ -15,7 +15,7 @@ import pytest
 
 import dezero.functions as F
 from dezero import Variable, cuda, no_grad
-from dezero.functions import conv as conv_module
+from dezero.functions import _conv_kernels as conv_module
 from dezero.utils import get_conv_outsize, pair
 from tests.opdb.conv import (
     ref_average_pooling,

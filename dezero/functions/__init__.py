@@ -3,6 +3,7 @@
 Each family lives in its own module; this package only gathers their public names.
 """
 
+from dezero.core import add, div, mul, neg, pow, rdiv, rsub, sub
 from dezero.functions import (
     activation,
     array,
@@ -32,7 +33,11 @@ from dezero.functions.normalization import *
 from dezero.functions.reduction import *
 from dezero.functions.rnn import *
 
+# the core arithmetic, as DeZero's functions module has it (F.add, F.mul, ... F.pow)
+_ARITHMETIC = ["add", "div", "mul", "neg", "pow", "rdiv", "rsub", "sub"]
+
 __all__ = [
+    *_ARITHMETIC,
     *activation.__all__,
     *array.__all__,
     *attention.__all__,

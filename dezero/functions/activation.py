@@ -1,4 +1,5 @@
-"""Activations: sigmoid, relu, leaky_relu, softmax, log_softmax (and the book's composites).
+"""Activations: sigmoid, relu, leaky_relu, softplus, gelu, softmax, log_softmax (and the
+book's composites).
 
 Each fused op computes its forward on arrays in a numerically stable way and writes its
 backward with dezero functions, so derivatives of any order work. The composites
@@ -8,13 +9,16 @@ inputs and are kept as test oracles for the fused ops.
 
 from __future__ import annotations
 
-from dezero import cuda, utils
+import numpy as np
+
+from dezero import array_utils, cuda
 from dezero.core import Function, as_variable
 from dezero.functions import _checks
-from dezero.functions.math import exp
+from dezero.functions.math import exp, tanh
 from dezero.functions.reduction import sum as _sum
 
 __all__ = [
+    "gelu",
     "leaky_relu",
     "log_softmax",
     "relu",
@@ -22,6 +26,7 @@ __all__ = [
     "sigmoid_simple",
     "softmax",
     "softmax_simple",
+    "softplus",
 ]
 
 
@@ -207,6 +212,131 @@ def leaky_relu(x, slope: float = 0.2):
 
 
 # =============================================================================
+# softplus, gelu
+# =============================================================================
+class Softplus(Function):
+    def forward(self, x):
+        if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
+            return self.forward(x.reshape(1)).reshape(())
+        xp = cuda.get_array_module(x)
+        # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|
+        y = xp.abs(x)
+        xp.negative(y, out=y)
+        xp.exp(y, out=y)
+        xp.log1p(y, out=y)
+        y += xp.maximum(x, 0)
+        return y
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        y = self.outputs[0]()
+        if y is None:
+            y = softplus(x)
+        # sigmoid(x) = exp(x - softplus(x)); the exponent is <= 0, so this never overflows
+        return gy * exp(x - y)
+
+
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+_GELU_A = 0.044715
+
+
+class GELU(Function):
+    def forward(self, x):
+        if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
+            return self.forward(x.reshape(1)).reshape(())
+        xp = cuda.get_array_module(x)
+        c = _GELU_C
+        a = _GELU_A
+        t = x * x
+        t *= a * c
+        t += c
+        t *= x  # c (x + a x^3)
+        xp.tanh(t, out=t)
+        self.th = t.copy()  # tanh(u), kept for the array backward (a copy is cheaper than tanh)
+        t += 1
+        t *= x
+        t *= 0.5
+        return t
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        x2 = x * x
+        t = tanh(x * (x2 * (_GELU_A * _GELU_C) + _GELU_C))
+        du = x2 * (3 * _GELU_A * _GELU_C) + _GELU_C
+        return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+    def backward_array(self, xs, ys, gys):
+        # the same formula in place, with the tanh saved by forward
+        (x,), (gy,) = xs, gys
+        if x.ndim == 0:  # in-place ufuncs need arrays (self.th is already 1-d then)
+            return self.backward_array([x.reshape(1)], ys, [gy.reshape(1)]).reshape(())
+        th = self.th
+        xp = cuda.get_array_module(x)
+        du = x * x
+        du *= 3 * _GELU_A * _GELU_C
+        du += _GELU_C
+        g = th * th
+        xp.subtract(1, g, out=g)
+        g *= x
+        g *= du
+        g += 1
+        g += th
+        g *= 0.5
+        g *= gy
+        return g
+
+
+def softplus(x):
+    """Elementwise softplus ``log(1 + exp(x))``, computed stably.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    Evaluated as ``max(x, 0) + log1p(exp(-|x|))``, finite for any finite ``x``.
+    d/dx softplus(x) = sigmoid(x) = exp(x - softplus(x)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> softplus(np.array([0.0, 1000.0]))
+    variable([6.93147181e-01 1.00000000e+03])
+    """
+    return Softplus()(x)
+
+
+def gelu(x):
+    """Elementwise GELU in its tanh form (erf-free), as in GPT-2 and BERT.
+
+    Parameters
+    ----------
+    x : Variable or ndarray
+
+    Returns
+    -------
+    Variable
+
+    Notes
+    -----
+    gelu(x) = x/2 (1 + tanh(u)), u = c (x + a x^3), c = sqrt(2/pi), a = 0.044715.
+    d/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) c (1 + 3 a x^2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gelu(np.array([0.0, 1.0]))
+    variable([0.         0.84119199])
+    """
+    return GELU()(x)
+
+
+# =============================================================================
 # softmax, log_softmax
 # =============================================================================
 class Softmax(Function):
@@ -295,7 +425,7 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         _check_axis("log_softmax", x, self.axis)
-        return x - utils.logsumexp(x, axis=self.axis)
+        return x - array_utils.logsumexp(x, axis=self.axis)
 
     def backward(self, gy):
         y = self.outputs[0]()

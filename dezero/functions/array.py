@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from dezero import cuda, utils
+from dezero import array_utils, cuda
 from dezero.core import Function, Variable, _constant_like, as_variable
 
 __all__ = [
@@ -463,7 +463,7 @@ class SumTo(Function):
 
     def forward(self, x):
         self.x_shape = x.shape
-        return utils.sum_to(x, self.shape)
+        return array_utils.sum_to(x, self.shape)
 
     def backward(self, gy):
         return broadcast_to(gy, self.x_shape)

@@ -8,6 +8,10 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Config, Function, Variable, unbroadcast
+from dezero.functions.activation import softmax
+from dezero.functions.array import transpose, where
+from dezero.functions.linalg import matmul
+from dezero.functions.reduction import sum as _sum
 
 __all__ = ["scaled_dot_product_attention"]
 
@@ -88,11 +92,6 @@ class ScaledDotProductAttention(Function):
 
     def backward(self, gy):
         q, k, v = self.inputs
-        from dezero.functions.activation import softmax
-        from dezero.functions.array import where
-        from dezero.functions.linalg import matmul
-        from dezero.functions.reduction import sum as _sum
-
         xp = cuda.get_array_module(q.data)
         Tq, Tk = q.shape[-2], k.shape[-2]
         s = matmul(q, _swap(k)) * self.scale
@@ -149,8 +148,6 @@ class ScaledDotProductAttention(Function):
 
 
 def _swap(x):
-    from dezero.functions.array import transpose
-
     axes = list(range(x.ndim))
     axes[-1], axes[-2] = axes[-2], axes[-1]
     return transpose(x, axes)

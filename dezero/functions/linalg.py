@@ -9,13 +9,13 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Function, Variable, _constant, unbroadcast
+from dezero.functions.array import broadcast_to, reshape, transpose
+from dezero.functions.reduction import sum as _sum
 
 __all__ = ["einsum", "linear", "linear_simple", "matmul"]
 
 
 def _swap_last(x):
-    from dezero.functions.array import transpose
-
     if x.ndim < 2:
         return x
     axes = list(range(x.ndim))
@@ -89,8 +89,6 @@ def matmul(x, W):
     >>> matmul(np.ones((2, 3)), np.ones((3, 4))).shape
     (2, 4)
     """
-    from dezero.functions.array import reshape
-
     f = MatMul()
     x, W = _as_operand(x), _as_operand(W)
     if x.ndim == 0 or W.ndim == 0:
@@ -195,8 +193,6 @@ def linear(x, W, b=None):
     if len(x_shape) == 2:
         f = Linear()
         return f(x, W) if b is None else f(x, W, b)
-    from dezero.functions.array import reshape
-
     x2 = reshape(x, (-1, x_shape[-1]))
     f = Linear()
     y = f(x2, W) if b is None else f(x2, W, b)
@@ -368,9 +364,6 @@ class Einsum(Function):
         return xp.einsum(spec, *xs, optimize=len(xs) > 2)
 
     def backward(self, gy):
-        from dezero.functions.array import broadcast_to, reshape
-        from dezero.functions.reduction import sum as _sum
-
         xs = self.inputs
         gxs = []
         for i, (x, t) in enumerate(zip(xs, self.terms)):

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from dezero import cuda, utils
+from dezero import array_utils, cuda
 from dezero.core import Function, Variable, as_variable, unbroadcast
 from dezero.functions import _checks
 from dezero.functions.activation import sigmoid, softmax, softmax_simple
@@ -185,7 +185,7 @@ class SoftmaxCrossEntropy(Function):
     def forward(self, x):
         xp = cuda.get_array_module(x)
         N = x.shape[0]
-        self.log_z = utils.logsumexp(x, axis=1)  # (N, 1), stable for any finite logits
+        self.log_z = array_utils.logsumexp(x, axis=1)  # (N, 1), stable for any finite logits
         log_p = x[xp.arange(N), self.t] - self.log_z[:, 0]
         return xp.asarray(-log_p.sum() / N, dtype=x.dtype)
 

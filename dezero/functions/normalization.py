@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dezero import cuda
 from dezero.core import Config, Function, Variable, as_variable, unbroadcast
+from dezero.functions.array import reshape
+from dezero.functions.reduction import mean as _mean
+from dezero.functions.reduction import sum as _sum
 
 __all__ = ["batch_norm", "batch_nrom", "layer_norm"]
 
@@ -59,9 +62,6 @@ class BatchNorm(Function):
         return y
 
     def backward(self, gy):
-        from dezero.functions.array import reshape
-        from dezero.functions.reduction import sum as _sum
-
         x, gamma, _ = self.inputs
         nd = x.ndim
         axes = _bn_axes(nd)
@@ -158,8 +158,6 @@ def batch_norm(x, gamma, beta, mean, var, decay=0.9, eps=2e-5) -> Variable:
         return BatchNorm(mean, var, decay, eps)(x, gamma, beta)
 
     # test mode: an affine map of x built from dezero ops (exact gradients, any order)
-    from dezero.functions.array import reshape
-
     xp = cuda.get_array_module(x.data)
     dtype = x.dtype
     mean = xp.asarray(mean, dtype=dtype)
@@ -208,9 +206,6 @@ class LayerNorm(Function):
         return y
 
     def backward(self, gy):
-        from dezero.functions.reduction import mean as _mean
-        from dezero.functions.reduction import sum as _sum
-
         x, gamma, beta = self.inputs
         lead = tuple(range(x.ndim - 1))
         mu = _mean(x, axis=-1, keepdims=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dezero import cuda, utils
+from dezero import array_utils, cuda
 from dezero.core import Function, as_variable
 from dezero.functions import _checks
+from dezero.functions.array import broadcast_to, reshape
+from dezero.functions.math import exp, sqrt
 
 __all__ = ["average", "logsumexp", "max", "mean", "min", "std", "sum", "var"]
 
@@ -26,9 +28,7 @@ def _reduce(name, method, x, axis, keepdims):
 
 def _expand_like(gy, x_shape, axis, keepdims):
     """Broadcast the gradient of a reduction over ``axis`` back to the input shape."""
-    from dezero.functions.array import broadcast_to, reshape
-
-    gy = reshape(gy, utils.reshape_sum_backward(gy.shape, x_shape, axis, keepdims))
+    gy = reshape(gy, array_utils.reshape_sum_backward(gy.shape, x_shape, axis, keepdims))
     return broadcast_to(gy, x_shape)
 
 
@@ -197,8 +197,6 @@ def std(x, axis=None, keepdims=False, ddof=0):
     >>> std(np.array([1.0, 3.0]))
     variable(1.0)
     """
-    from dezero.functions.math import sqrt
-
     return sqrt(var(x, _checks.axis_arg("std", axis), keepdims, ddof))
 
 
@@ -222,7 +220,7 @@ class Max(_Reduction):
             y_data = self._forward(x_data)(axis=self.axis, keepdims=True)
         else:
             y_data = y.data.reshape(
-                utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
+                array_utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
             )
         # which elements attain the extremum (a constant of the graph); ties share evenly
         mask = (x_data == y_data).astype(gy.dtype)
@@ -309,8 +307,6 @@ class LogSumExp(_Reduction):
         return s.reshape(()) if self.axis is None else s.squeeze(self.axis)
 
     def backward(self, gy):
-        from dezero.functions.math import exp
-
         (x,) = self.inputs
         y = self.outputs[0]()
         if y is None:

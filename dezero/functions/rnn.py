@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from dezero import cuda
 from dezero.core import Function, Variable, as_variable
+from dezero.functions.activation import sigmoid
+from dezero.functions.array import concat, split
+from dezero.functions.linalg import linear, matmul
+from dezero.functions.math import astype, tanh
 
 __all__ = ["gru_cell", "lstm_cell", "rnn_cell"]
 
 
 def _affine(x, W, b):
-    from dezero.functions.linalg import linear
-
     return linear(x, W, b)
 
 
@@ -93,9 +95,6 @@ def rnn_cell(x, h, Wx, Wh, b=None):
     >>> rnn_cell(np.ones((2, 3)), None, np.zeros((3, 4)), np.zeros((4, 4))).shape
     (2, 4)
     """
-    from dezero.functions.linalg import matmul
-    from dezero.functions.math import tanh
-
     x, Wx, Wh = _as_input(x), as_variable(Wx), as_variable(Wh)
     H = _hidden_size("rnn_cell", Wh, 1)
     _check_x("rnn_cell", x, Wx)
@@ -168,11 +167,6 @@ class LSTMStep(Function):
 
     def backward(self, gc, gh):
         """The gradient written with dezero functions (a graph for higher orders)."""
-        from dezero.functions.activation import sigmoid
-        from dezero.functions.array import concat, split
-        from dezero.functions.linalg import matmul
-        from dezero.functions.math import astype, tanh
-
         c_prev, z = self.inputs[:2]
         if len(self.inputs) == 4:
             h, Wh = self.inputs[2:]
@@ -296,10 +290,6 @@ def gru_cell(x, h, Wx, Wh, bx=None, bh=None):
     >>> gru_cell(np.ones((2, 3)), None, np.zeros((3, 6)), np.zeros((2, 6))).shape
     (2, 2)
     """
-    from dezero.functions.activation import sigmoid
-    from dezero.functions.array import split
-    from dezero.functions.math import tanh
-
     x, Wx, Wh = _as_input(x), as_variable(Wx), as_variable(Wh)
     H = _hidden_size("gru_cell", Wh, 3)
     _check_x("gru_cell", x, Wx)

@@ -69,7 +69,7 @@ _UNARY = {
     math.Tanh: "Tanh",
     math.Sqrt: "Sqrt",
     math.Abs: "Abs",
-    math.Softplus: "Softplus",
+    activation.Softplus: "Softplus",
     activation.Sigmoid: "Sigmoid",
     activation.ReLU: "Relu",
 }
@@ -165,14 +165,14 @@ def _clip(g, op):
     g.node("Clip", [x, lo, hi], op.outs)
 
 
-@exporter(math.GELU)
+@exporter(activation.GELU)
 def _gelu(g, op):
     # the tanh form that dezero computes: 0.5 x (1 + tanh(c (x + a x^3)))
     dtype = op.ys[0].dtype
     (x,) = _same_type(g, op)
     x3 = g.node("Mul", [g.node("Mul", [x, x]), x])
-    inner = g.node("Add", [x, g.node("Mul", [x3, g.const(math._GELU_A, dtype=dtype)])])
-    t = g.node("Tanh", [g.node("Mul", [inner, g.const(math._GELU_C, dtype=dtype)])])
+    inner = g.node("Add", [x, g.node("Mul", [x3, g.const(activation._GELU_A, dtype=dtype)])])
+    t = g.node("Tanh", [g.node("Mul", [inner, g.const(activation._GELU_C, dtype=dtype)])])
     one_plus = g.node("Add", [t, g.const(1.0, dtype=dtype)])
     half_x = g.node("Mul", [x, g.const(0.5, dtype=dtype)])
     g.node("Mul", [half_x, one_plus], op.outs)
