@@ -757,38 +757,34 @@ def unbroadcast(g, x):
 # =============================================================================
 # Arithmetic
 # =============================================================================
-class Add(Function):
+class _Arithmetic(Function):
+    """An op whose gradient formula uses only operators and ``unbroadcast``, so it holds
+    for arrays and Variables alike: written once, as ``backward_array``, and applied to
+    the input Variables when a graph of the backward pass is recorded."""
+
+    def backward(self, *gys):
+        return self.backward_array(self.inputs, None, gys)
+
+
+class Add(_Arithmetic):
     def forward(self, x0, x1):
         return x0 + x1
-
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        return unbroadcast(gy, x0), unbroadcast(gy, x1)
 
     def backward_array(self, xs, ys, gys):
         return unbroadcast(gys[0], xs[0]), unbroadcast(gys[0], xs[1])
 
 
-class Sub(Function):
+class Sub(_Arithmetic):
     def forward(self, x0, x1):
         return x0 - x1
-
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        return unbroadcast(gy, x0), unbroadcast(-gy, x1)
 
     def backward_array(self, xs, ys, gys):
         return unbroadcast(gys[0], xs[0]), unbroadcast(-gys[0], xs[1])
 
 
-class Mul(Function):
+class Mul(_Arithmetic):
     def forward(self, x0, x1):
         return x0 * x1
-
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        return (unbroadcast(gy * x1, x0) if x0.requires_grad else None,
-                unbroadcast(gy * x0, x1) if x1.requires_grad else None)
 
     def backward_array(self, xs, ys, gys):
         (x0, x1), (gy,) = xs, gys
@@ -796,15 +792,9 @@ class Mul(Function):
                 unbroadcast(gy * x0, x1) if self.inputs[1].requires_grad else None)
 
 
-class Div(Function):
+class Div(_Arithmetic):
     def forward(self, x0, x1):
         return x0 / x1
-
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        gx0 = gy / x1
-        gx1 = gx0 * (-x0 / x1) if x1.requires_grad else None
-        return unbroadcast(gx0, x0), None if gx1 is None else unbroadcast(gx1, x1)
 
     def backward_array(self, xs, ys, gys):
         (x0, x1), (gy,) = xs, gys
@@ -816,7 +806,7 @@ class Div(Function):
 # Ops with a constant operand (a scalar or an array that is not a Variable) are the common
 # case (x * 2, x + 1e-8, ...). They get their own one-input Functions: no gradient is ever
 # computed for the constant, and nothing is summed back when it is a scalar.
-class _ConstantOp(Function):
+class _ConstantOp(_Arithmetic):
     def __init__(self, c):
         self.c = c
 
@@ -826,9 +816,6 @@ class AddConstant(_ConstantOp):
 
     def forward(self, x):
         return x + self.c
-
-    def backward(self, gy):
-        return unbroadcast(gy, self.inputs[0])
 
     def backward_array(self, xs, ys, gys):
         return unbroadcast(gys[0], xs[0])
@@ -840,9 +827,6 @@ class ConstantMinus(_ConstantOp):
     def forward(self, x):
         return self.c - x
 
-    def backward(self, gy):
-        return unbroadcast(-gy, self.inputs[0])
-
     def backward_array(self, xs, ys, gys):
         return unbroadcast(-gys[0], xs[0])
 
@@ -852,9 +836,6 @@ class MulConstant(_ConstantOp):
 
     def forward(self, x):
         return x * self.c
-
-    def backward(self, gy):
-        return unbroadcast(gy * self.c, self.inputs[0])
 
     def backward_array(self, xs, ys, gys):
         return unbroadcast(gys[0] * self.c, xs[0])
@@ -866,9 +847,6 @@ class DivByConstant(_ConstantOp):
     def forward(self, x):
         return x / self.c
 
-    def backward(self, gy):
-        return unbroadcast(gy / self.c, self.inputs[0])
-
     def backward_array(self, xs, ys, gys):
         return unbroadcast(gys[0] / self.c, xs[0])
 
@@ -879,21 +857,14 @@ class ConstantOver(_ConstantOp):
     def forward(self, x):
         return self.c / x
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        return unbroadcast(gy * (-self.c) / (x * x), x)
-
     def backward_array(self, xs, ys, gys):
         (x,) = xs
         return unbroadcast(gys[0] * (-self.c) / (x * x), x)
 
 
-class Neg(Function):
+class Neg(_Arithmetic):
     def forward(self, x):
         return -x
-
-    def backward(self, gy):
-        return -gy
 
     def backward_array(self, xs, ys, gys):
         return -gys[0]
