@@ -206,6 +206,13 @@ def test_core_arithmetic_functions(name):
     check_signature(getattr(dezero.core, name), [(a, REQ) for a in CORE_ARITHMETIC[name]])
 
 
+@pytest.mark.parametrize("name", sorted(CORE_ARITHMETIC))
+def test_functions_reexports_the_core_arithmetic(name):
+    # as DeZero's functions module does: programs written for it call F.add, F.pow, ...
+    assert getattr(dezero.functions, name) is getattr(dezero.core, name)
+    assert name in dezero.functions.__all__
+
+
 # =============================================================================
 # dezero.functions (and dezero.functions_conv)
 # =============================================================================

@@ -154,3 +154,4 @@ def test_integer_axes_still_work(axis):
 def test_shape_ops_name_axis_too(call, name):
     with pytest.raises(TypeError, match=rf"^{name}: axis must be an int"):
         call()
+

@@ -27,10 +27,6 @@ from dezero.functions.math import astype, tanh
 __all__ = ["gru_cell", "lstm_cell", "rnn_cell"]
 
 
-def _affine(x, W, b):
-    return linear(x, W, b)
-
-
 def _hidden_size(name, W, n_gates):
     if W.ndim != 2 or W.shape[1] % n_gates:
         raise ValueError(
@@ -99,7 +95,7 @@ def rnn_cell(x, h, Wx, Wh, b=None):
     H = _hidden_size("rnn_cell", Wh, 1)
     _check_x("rnn_cell", x, Wx)
     _check_state("rnn_cell", h, "h", x.shape[0], H)
-    a = _affine(x, Wx, b)
+    a = linear(x, Wx, b)
     if h is not None:
         a = a + matmul(h, Wh)
     return tanh(a)
@@ -249,7 +245,7 @@ def lstm_cell(x, h, c, Wx, Wh, b=None):
     N = x.shape[0]
     _check_state("lstm_cell", h, "h", N, H)
     _check_state("lstm_cell", c, "c", N, H)
-    zx = _affine(x, Wx, b)
+    zx = linear(x, Wx, b)
     if c is None:
         c = cuda.get_array_module(zx).zeros((N, H), dtype=zx.dtype)
     if h is None:
@@ -295,12 +291,12 @@ def gru_cell(x, h, Wx, Wh, bx=None, bh=None):
     _check_x("gru_cell", x, Wx)
     N = x.shape[0]
     _check_state("gru_cell", h, "h", N, H)
-    gx = _affine(x, Wx, bx)
+    gx = linear(x, Wx, bx)
     if h is None:
         h = Variable(cuda.get_array_module(gx).zeros((N, H), dtype=gx.dtype))
         gh = None if bh is None else as_variable(bh)
     else:
-        gh = _affine(h, Wh, bh)
+        gh = linear(h, Wh, bh)
     gx_rz, gx_n = split(gx, [2 * H], axis=1)
     if gh is None:
         rz = sigmoid(gx_rz)
