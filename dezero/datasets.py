@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 
 from dezero import transforms
-from dezero.download import DownloadError, get_file
+from dezero.download import DownloadError, _check_file, get_cache_dir, get_file
 
 __all__ = [
     "CIFAR10",
@@ -541,8 +541,6 @@ class TinyShakespeare(Dataset):
         super().__init__(train, transform, target_transform)
 
     def _path(self):
-        from dezero.utils import _check_file, get_cache_dir
-
         local = os.path.join(get_cache_dir(), "input.txt")
         if os.path.exists(local) and _check_file(local, {"sha256": self.sha256}) is None:
             return local
