@@ -114,13 +114,13 @@ def mean_squared_error(x0, x1):
             raise ValueError(
                 f"mean_squared_error: inputs of shapes {shape0} and {shape1} do not broadcast"
             ) from None
-    if shape0 != shape1 and shape not in (shape0, shape1):  # (N, 1) - (N,) is (N, N)
-        warnings.warn(
-            f"mean_squared_error: inputs of shapes {shape0} and {shape1} are broadcast "
-            f"against each other (to {shape}); this is rarely intended: give both the "
-            f"same shape",
-            stacklevel=2,
-        )
+        if shape not in (shape0, shape1):  # (N, 1) against (N,) gives (N, N)
+            warnings.warn(
+                f"mean_squared_error: inputs of shapes {shape0} and {shape1} are broadcast "
+                f"against each other (to {shape}); this is rarely intended: give both the "
+                f"same shape",
+                stacklevel=2,
+            )
     if isinstance(x0, Variable):
         x1 = _target_like(x1, x0.data)
     else:
