@@ -20,6 +20,7 @@ def common(monkeypatch):
         sys.modules.pop(name, None)
 
 
+@pytest.mark.slow  # over 5 s; test_overhead_runs_without_torch is the quick version
 def test_run_quick_overhead_prints_tables():
     proc = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--quick", "--profile", "overhead"],

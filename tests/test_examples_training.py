@@ -54,6 +54,7 @@ def no_download(monkeypatch):
     monkeypatch.setattr(download, "_download", offline)
 
 
+@pytest.mark.slow  # over 5 s; test_spiral_short_run_learns is the quick version
 def test_spiral_reaches_096_on_the_test_split(tmp_path, capsys):
     history = load("spiral").main(["--out", str(tmp_path)])
     assert history["test_acc"][-1] >= 0.96
