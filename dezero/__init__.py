@@ -20,6 +20,7 @@ from dezero.core import (
     using_config,
 )
 from dezero.anomaly import AnomalyError, detect_anomaly
+from dezero.jit import jit
 from dezero import (
     anomaly,
     core_simple,

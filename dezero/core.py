@@ -458,6 +458,22 @@ class Variable:
     def __getitem__(self, slices):
         return dezero.functions.get_item(self, slices)
 
+    # --- reading the value into Python -------------------------------------------
+    def item(self):
+        """The value of a one-element Variable as a Python scalar."""
+        if _settings.hooks:
+            _value_read(self, "item()")
+        return self.data.item()
+
+    def __float__(self):
+        if _settings.hooks:
+            _value_read(self, "float()")
+        return float(self.data)
+
+    def __int__(self):
+        if _settings.hooks:
+            _value_read(self, "int()")
+        return int(self.data)
 
 
 # Variable hooks live here, not on the Variables: id(variable) -> (weakref, [fn, ...]). The
@@ -530,6 +546,8 @@ class FunctionHook:
     - ``backward_pre(f)`` / ``backward_post(f, gxs)``: around the gradient computation of
       ``f`` in ``Variable.backward`` (``gxs``: one gradient per input, arrays or Variables);
     - ``update_pre(optimizer)`` / ``update_post(optimizer)``: around ``Optimizer.update()``.
+    - ``value_read(var, how)``: before a Variable's value is read into Python (``how``:
+      ``"float()"``, ``"int()"``, ``"item()"``).
     """
 
     def forward_pre(self, f, inputs) -> None:
@@ -548,6 +566,9 @@ class FunctionHook:
         pass
 
     def update_post(self, optimizer) -> None:
+        pass
+
+    def value_read(self, var, how: str) -> None:
         pass
 
     def __enter__(self):
@@ -700,6 +721,11 @@ class _VariableHookRunner(FunctionHook):
         if before is not None:
             g = before + g if self.create_graph else Variable(before.data + g.data)
         x.grad = g
+
+
+def _value_read(var, how: str) -> None:
+    for h in _settings.hooks:
+        h.value_read(var, how)
 
 
 def _as_grads(f: Function, gxs, create_graph: bool):

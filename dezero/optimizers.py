@@ -19,6 +19,7 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Parameter, Variable, _settings, no_grad
+from dezero.jit import active_recorder as _jit_recorder
 from dezero.layers import Layer
 from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -50,9 +51,18 @@ __all__ = [
 class Optimizer:
     """Base of all optimizers: ``setup(target)``, then ``update()`` after each backward.
 
-    Subclasses implement ``update_one(param)`` and keep per-parameter arrays with
-    ``self.slot(param, name)``. ``hyperparams`` names the scalar settings saved in
-    ``state_dict()``; ``lr_attr`` names the one a learning-rate schedule sets (None: none).
+    Subclasses implement ``update_one_array(param, g, h)`` (the step on arrays: ``param.data``
+    updated in place from the gradient array ``g``, with the scalars of this step in the
+    mapping ``h``, see ``step_hyper()``) and keep per-parameter arrays with
+    ``self.slot(param, name)``; the book's ``update_one(param)`` calls it. ``hyperparams``
+    names the scalar settings saved in ``state_dict()``; ``lr_attr`` names the one a
+    learning-rate schedule sets (None: none).
+
+    ``update()`` = gradient arrays, then ``apply_update(params, grads, self.step_hyper())``.
+    That split is what ``dezero.jit`` records: at replay it calls ``step_hyper()`` again
+    (the step count and a scheduled rate are read then, never frozen) and ``apply_update``
+    on the replayed gradients. Hooks given as objects with ``update_grads(params, grads)``
+    work on arrays and are captured too.
     """
 
     hyperparams: tuple[str, ...] = ()
@@ -65,6 +75,7 @@ class Optimizer:
         self.t = 0  # number of update() calls
         self._state: dict[str, dict[str, Any]] = {}  # param path -> slot name -> array
         self._names: dict[int, str] = {}  # id(param) -> path; rebuilt by every update()
+        self._group_of: dict[int, int] = {}  # id(param) -> its group; rebuilt likewise
 
     def setup(self, target):
         """Attach the optimizer to ``target``; resets the optimizer state; returns self.
@@ -143,35 +154,74 @@ class Optimizer:
         return [entry for named, _ in self._groups for entry in named]
 
     def update(self) -> None:
-        """Apply the hooks, then ``update_one`` to every parameter that has a gradient."""
+        """Apply the hooks, then the step to every parameter that has a gradient."""
         observers = _settings.hooks  # FunctionHooks (the profiler) see the update as a whole
         if observers:
             for h in observers:
                 h.update_pre(self)
         named = [(n, p) for n, p in self._named_params() if p.grad is not None]
         self._names = {id(p): n for n, p in named}
+        self._group_of = {id(p): i for i, (group, _) in enumerate(self._groups)
+                          for _, p in group}
         params = [p for _, p in named]
-        with no_grad():
-            for hook in self.hooks:
-                hook(params)
-            self.t += 1
-            for group, overrides in self._groups:
-                saved = {k: getattr(self, k) for k in overrides}
-                try:
-                    for k, v in overrides.items():
-                        setattr(self, k, v)
-                    for _, p in group:
-                        if p.grad is not None:  # a hook (FreezeParam) may have removed it
-                            self.update_one(p)
-                finally:
-                    for k, v in saved.items():
-                        setattr(self, k, v)
+        grads = [p.grad.data for p in params]
+        recorder = _jit_recorder()
+        if recorder is not None:
+            recorder.optimizer_update(self, params, grads)
+        self.apply_update(params, grads, self.step_hyper())
         if observers:
             for h in observers:
                 h.update_post(self)
 
+    def step_hyper(self) -> list[dict[str, float]]:
+        """Count the step (``t += 1``) and return the scalars the step uses (Python floats),
+        one dict per parameter group: the ``hyperparams`` with the group's overrides, and
+        what subclasses derive from them (Adam's bias-corrected ``lr``)."""
+        self.t += 1
+        return self._group_hyper()
+
+    def _group_hyper(self) -> list[dict[str, float]]:
+        base = {h: float(getattr(self, h)) for h in self.hyperparams}
+        out = []
+        for _, overrides in self._groups or [((), {})]:
+            h = dict(base)
+            h.update({k: float(v) for k, v in overrides.items()})
+            out.append(self._complete_hyper(h))
+        return out
+
+    def apply_update(self, params, grads, h) -> None:
+        """The update on arrays: hooks on the gradient arrays, then ``update_one_array`` for
+        each parameter whose gradient is not None. Leaves each ``param.grad`` holding the
+        gradient that was applied (None where a hook dropped it)."""
+        with no_grad():
+            for hook in self.hooks:
+                grads = _apply_hook(hook, params, grads)
+            group_of = self._group_of
+            for p, g in zip(params, grads):
+                if g is not None:
+                    self.update_one_array(p, g, h[group_of.get(id(p), 0)])
+                if p.grad is None or p.grad.data is not g:
+                    p.grad = None if g is None else Variable(g)
+
     def update_one(self, param: Parameter) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement update_one()")
+        """The book's per-parameter step, on ``param.grad`` (uses the current scalars)."""
+        group_of = {id(p): i for i, (group, _) in enumerate(self._groups) for _, p in group}
+        h = self._group_hyper()[group_of.get(id(param), 0)]
+        self.update_one_array(param, param.grad.data, h)
+
+    def _complete_hyper(self, h):
+        return h
+
+    def update_one_array(self, param: Parameter, g, h) -> None:
+        if type(self).update_one is Optimizer.update_one:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement update_one_array(param, g, h) "
+                f"(or override update_one(param))"
+            )
+        # a book-style optimizer (only update_one(param)): it reads param.grad
+        if param.grad is None or param.grad.data is not g:
+            param.grad = Variable(g)
+        self.update_one(param)
 
     def add_hook(self, f: Callable) -> None:
         """Add ``f(params)``, called on the list of parameters with gradients before updates."""
@@ -290,6 +340,28 @@ class Optimizer:
         self._apply_load(self._plan_load(state))
 
 
+def _apply_hook(hook, params, grads):
+    """Run one optimizer hook: ``hook.update_grads(params, grads)`` on arrays when it has
+    one; otherwise the book's ``hook(params)`` on the parameters' ``grad`` Variables."""
+    update_grads = getattr(hook, "update_grads", None)
+    if update_grads is not None:
+        return update_grads(params, grads)
+    recorder = _jit_recorder()
+    if recorder is not None:
+        recorder.unsupported(
+            f"the optimizer hook {getattr(hook, '__name__', type(hook).__name__)!r} works on "
+            f"Variables (hook(params)); give it an update_grads(params, grads) method on "
+            f"arrays to use it in a dezero.jit step"
+        )
+    for p, g in zip(params, grads):
+        if g is None:
+            p.grad = None
+        elif p.grad is None or p.grad.data is not g:
+            p.grad = Variable(g)
+    hook(params)
+    return [None if p.grad is None else p.grad.data for p in params]
+
+
 # =============================================================================
 # Optimizers
 # =============================================================================
@@ -302,8 +374,8 @@ class SGD(Optimizer):
         super().__init__()
         self.lr = lr
 
-    def update_one(self, param):
-        param.data -= float(self.lr) * param.grad.data
+    def update_one_array(self, param, g, h):
+        param.data -= h["lr"] * g
 
 
 class MomentumSGD(Optimizer):
@@ -316,10 +388,10 @@ class MomentumSGD(Optimizer):
         self.lr = lr
         self.momentum = momentum
 
-    def update_one(self, param):
+    def update_one_array(self, param, g, h):
         v = self.slot(param, "v")
-        v *= float(self.momentum)
-        v -= float(self.lr) * param.grad.data
+        v *= h["momentum"]
+        v -= h["lr"] * g
         param.data += v
 
 
@@ -333,12 +405,11 @@ class AdaGrad(Optimizer):
         self.lr = lr
         self.eps = eps
 
-    def update_one(self, param):
+    def update_one_array(self, param, g, h):
         xp = cuda.get_array_module(param.data)
-        g = param.grad.data
-        h = self.slot(param, "h")
-        h += g * g
-        param.data -= float(self.lr) * g / (xp.sqrt(h) + float(self.eps))
+        acc = self.slot(param, "h")
+        acc += g * g
+        param.data -= h["lr"] * g / (xp.sqrt(acc) + h["eps"])
 
 
 class AdaDelta(Optimizer):
@@ -352,10 +423,9 @@ class AdaDelta(Optimizer):
         self.rho = rho
         self.eps = eps
 
-    def update_one(self, param):
+    def update_one_array(self, param, g, h):
         xp = cuda.get_array_module(param.data)
-        rho, eps = float(self.rho), float(self.eps)
-        g = param.grad.data
+        rho, eps = h["rho"], h["eps"]
         msg = self.slot(param, "msg")
         msdx = self.slot(param, "msdx")
         msg *= rho
@@ -392,15 +462,20 @@ class Adam(Optimizer):
         fix2 = 1.0 - float(self.beta2) ** t
         return float(self.alpha) * math.sqrt(fix2) / fix1
 
-    def update_one(self, param):
+    def _complete_hyper(self, h):
+        t = max(self.t, 1)  # the bias correction of this step
+        h["lr"] = h["alpha"] * math.sqrt(1.0 - h["beta2"] ** t) / (1.0 - h["beta1"] ** t)
+        h["1-beta1"] = 1.0 - h["beta1"]
+        h["1-beta2"] = 1.0 - h["beta2"]
+        return h
+
+    def update_one_array(self, param, g, h):
         xp = cuda.get_array_module(param.data)
-        beta1, beta2 = float(self.beta1), float(self.beta2)
-        g = param.grad.data
         m = self.slot(param, "m")
         v = self.slot(param, "v")
-        m += (1.0 - beta1) * (g - m)
-        v += (1.0 - beta2) * (g * g - v)
-        param.data -= self.lr * m / (xp.sqrt(v) + float(self.eps))
+        m += h["1-beta1"] * (g - m)
+        v += h["1-beta2"] * (g * g - v)
+        param.data -= h["lr"] * m / (xp.sqrt(v) + h["eps"])
 
 
 class AdamW(Adam):
@@ -413,44 +488,68 @@ class AdamW(Adam):
         super().__init__(alpha, beta1, beta2, eps)
         self.weight_decay = weight_decay
 
-    def update_one(self, param):
-        param.data *= 1.0 - float(self.alpha) * float(self.weight_decay)
-        super().update_one(param)
+    def _complete_hyper(self, h):
+        h = super()._complete_hyper(h)
+        h["decay"] = 1.0 - h["alpha"] * h["weight_decay"]
+        return h
+
+    def update_one_array(self, param, g, h):
+        param.data *= h["decay"]
+        super().update_one_array(param, g, h)
 
 
 # =============================================================================
 # Hooks (called with the list of parameters that have gradients)
 # =============================================================================
-# Hooks replace p.grad with a new Variable rather than scaling it in place: the engine may
-# hand the same gradient Variable to two parameters (y = W1 + W2), and an in-place edit would
-# then apply twice.
-class WeightDecay:
+# Hooks work on the gradient arrays (update_grads(params, grads) -> new grads, one per
+# parameter, None: no update) and make new arrays rather than scaling in place: the engine
+# may hand the same gradient array to two parameters (y = W1 + W2), and an in-place edit
+# would then apply twice. Calling a hook on the parameters (the book's hook(params)) applies
+# it to their grad Variables.
+class _GradHook:
+    def __call__(self, params: list[Parameter]) -> None:
+        grads = self.update_grads(params, [None if p.grad is None else p.grad.data
+                                           for p in params])
+        for p, g in zip(params, grads):
+            if g is None:
+                p.grad = None
+            elif p.grad is None or p.grad.data is not g:
+                p.grad = Variable(g)
+
+
+class WeightDecay(_GradHook):
     """L2 regularisation: ``g += rate * p`` (before the optimizer's step)."""
 
     def __init__(self, rate: float):
         self.rate = rate
 
-    def __call__(self, params: list[Parameter]) -> None:
+    def update_grads(self, params, grads):
         rate = float(self.rate)
-        for p in params:
-            p.grad = Variable(p.grad.data + rate * p.data)
+        return [None if g is None else g + rate * p.data for p, g in zip(params, grads)]
 
 
-class ClipGrad:
-    """Scale all gradients together so that their global L2 norm is at most ``max_norm``."""
+class ClipGrad(_GradHook):
+    """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
+
+    The factor ``min(1, max_norm / (norm + 1e-6))`` is computed on the gradients' device
+    and applied always (a factor of 1 changes nothing): no value is read into Python, so a
+    replayed step or a CUDA graph computes it afresh every time.
+    """
 
     def __init__(self, max_norm: float):
         self.max_norm = max_norm
 
-    def __call__(self, params: list[Parameter]) -> None:
-        total = 0.0
-        for p in params:
-            g = p.grad.data
-            total += float((g * g).sum())
-        rate = float(self.max_norm) / (math.sqrt(total) + 1e-6)
-        if rate < 1.0:
-            for p in params:
-                p.grad = Variable(p.grad.data * rate)
+    def update_grads(self, params, grads):
+        live = [g for g in grads if g is not None]
+        if not live:
+            return grads
+        xp = cuda.get_array_module(live[0])
+        total = None
+        for g in live:
+            s = xp.vdot(g.ravel(), g.ravel()) if g.dtype.kind == "f" else (g * g).sum()
+            total = s if total is None else total + s
+        rate = xp.minimum(float(self.max_norm) / (xp.sqrt(total) + 1e-6), 1.0)
+        return [None if g is None else g * rate.astype(g.dtype) for g in grads]
 
 
 class FreezeParam:
@@ -471,6 +570,10 @@ class FreezeParam:
     def __call__(self, params: list[Parameter]) -> None:
         for p in self.freeze_params:
             p.grad = None
+
+    def update_grads(self, params, grads):
+        frozen = {id(p) for p in self.freeze_params}
+        return [None if id(p) in frozen else g for p, g in zip(params, grads)]
 
 
 # =============================================================================

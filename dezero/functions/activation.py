@@ -181,6 +181,10 @@ class LeakyReLU(Function):
         mask = xp.where(x.data > 0, 1.0, self.slope).astype(gy.dtype)
         return gy * mask
 
+    def backward_array(self, xs, ys, gys):
+        xp = cuda.get_array_module(xs[0])
+        return gys[0] * xp.where(xs[0] > 0, 1.0, self.slope).astype(gys[0].dtype)
+
 
 def leaky_relu(x, slope: float = 0.2):
     """Leaky ReLU: ``x`` where ``x > 0``, else ``slope * x``.

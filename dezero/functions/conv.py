@@ -466,6 +466,11 @@ class Pooling(_Pool):
     def backward(self, gy):
         return self._then(_PoolScatter, gy)
 
+    def backward_array(self, xs, ys, gys):
+        # the winners' offsets of this call's forward (a replayed step recomputes them)
+        return _PoolScatter(self.indexes, self.x_shape, self.ksize, self.stride,
+                            self.pad).forward(gys[0])
+
 
 class _PoolScatter(_Pool):
     """Route each output gradient to its window's winner (the backward of max pooling)."""
@@ -497,6 +502,9 @@ class AveragePooling(_Pool):
 
     def backward(self, gy):
         return self._then(_AvgPoolGrad, gy)
+
+    def backward_array(self, xs, ys, gys):
+        return _AvgPoolGrad(self.x_shape, self.ksize, self.stride, self.pad).forward(gys[0])
 
 
 class _AvgPoolGrad(_Pool):

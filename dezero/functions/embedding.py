@@ -55,6 +55,9 @@ class EmbedID(Function):
         W = self.inputs[0]
         return EmbedIDGrad(self.ids, W.shape)(gy), None
 
+    def backward_array(self, xs, ys, gys):
+        return EmbedIDGrad(self.ids, xs[0].shape).forward(gys[0]), None
+
 
 class EmbedIDGrad(Function):
     """The adjoint of the lookup: scatter-add ``gy`` into the rows ``ids`` of a zero ``W``.

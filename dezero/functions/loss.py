@@ -179,24 +179,28 @@ def _class_labels(name, x, t):
 
 
 class SoftmaxCrossEntropy(Function):
-    def __init__(self, t):
-        self.t = t
+    """Inputs: the scores ``x`` (N, C) and the labels ``t`` ((N,) or (N, 1) ints, checked by
+    the wrapper); the labels are an input, not an attribute, so that a replayed step
+    (``dezero.jit``) reads each batch's labels."""
 
-    def forward(self, x):
+    def forward(self, x, t):
         xp = cuda.get_array_module(x)
+        # backward reads the labels: a copy (N ints), so that a caller refilling its label
+        # buffer before backward() cannot change the gradient
+        self.t = t.reshape(-1).copy()
         N = x.shape[0]
         self.log_z = array_utils.logsumexp(x, axis=1)  # (N, 1), stable for any finite logits
         log_p = x[xp.arange(N), self.t] - self.log_z[:, 0]
         return xp.asarray(-log_p.sum() / N, dtype=x.dtype)
 
     def backward(self, gy):
-        (x,) = self.inputs
+        x = self.inputs[0]
         xp = cuda.get_array_module(x.data)
         N = x.shape[0]
         rows = xp.arange(N)
         one_hot = xp.zeros(x.shape, dtype=x.dtype)  # in x's dtype: no float64 creep
         one_hot[rows, self.t] = 1
-        return (softmax(x, axis=1) - one_hot) * (gy * (1.0 / N))
+        return (softmax(x, axis=1) - one_hot) * (gy * (1.0 / N)), None
 
     def backward_array(self, xs, ys, gys):
         # one fused array expression: (softmax(x) - one_hot(t)) * gy / N
@@ -207,7 +211,7 @@ class SoftmaxCrossEntropy(Function):
         xp.exp(gx, out=gx)
         gx[xp.arange(N), self.t] -= 1
         gx *= gys[0] / N
-        return gx
+        return gx, None
 
 
 def softmax_cross_entropy(x, t):
@@ -247,10 +251,12 @@ def softmax_cross_entropy(x, t):
     variable(5000.346573590279)
     """
     x = as_variable(x)
-    t = _class_labels("softmax_cross_entropy", x.data, t)
-    # backward reads the labels: a copy (N ints), so that a caller refilling its label
-    # buffer before backward() cannot change the gradient
-    return SoftmaxCrossEntropy(t.copy())(x)
+    # checked here, on the host; the Function gets the caller's own label array as an input
+    t = _as_data(t)
+    if not isinstance(t, cuda.array_types):
+        t = cuda.get_array_module(x.data).asarray(t)
+    _class_labels("softmax_cross_entropy", x.data, t)
+    return SoftmaxCrossEntropy()(x, t)
 
 
 def softmax_cross_entropy_simple(x, t):

@@ -221,6 +221,9 @@ class Abs(Function):
         # sign(x) is a constant of the graph: |x| is piecewise linear (gradient 0 at x == 0)
         return gy * cuda.get_array_module(x.data).sign(x.data)
 
+    def backward_array(self, xs, ys, gys):
+        return gys[0] * cuda.get_array_module(xs[0]).sign(xs[0])
+
 
 class Maximum(Function):
     def forward(self, x0, x1):
@@ -231,6 +234,11 @@ class Maximum(Function):
         w0 = _select_weights(x0.data > x1.data, x0.data == x1.data, gy.dtype)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), gy = xs, gys[0]
+        w0 = _select_weights(x0 > x1, x0 == x1, gy.dtype)
+        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
+
 
 class Minimum(Function):
     def forward(self, x0, x1):
@@ -239,6 +247,11 @@ class Minimum(Function):
     def backward(self, gy):
         x0, x1 = self.inputs
         w0 = _select_weights(x0.data < x1.data, x0.data == x1.data, gy.dtype)
+        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
+
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), gy = xs, gys[0]
+        w0 = _select_weights(x0 < x1, x0 == x1, gy.dtype)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
@@ -260,6 +273,16 @@ class Clip(Function):
     def backward(self, gy):
         (x,) = self.inputs
         x = x.data
+        if self.x_min is None:
+            mask = x <= self.x_max
+        elif self.x_max is None:
+            mask = x >= self.x_min
+        else:
+            mask = (x >= self.x_min) & (x <= self.x_max)
+        return gy * mask.astype(gy.dtype)
+
+    def backward_array(self, xs, ys, gys):
+        x, gy = xs[0], gys[0]
         if self.x_min is None:
             mask = x <= self.x_max
         elif self.x_max is None:

@@ -9,16 +9,33 @@ __all__ = ["dropout"]
 
 
 class Dropout(Function):
-    """``x * mask`` with a constant mask (0 or ``1 / (1 - ratio)``) in ``x``'s dtype."""
+    """``x * mask``, the mask (0 or ``1 / (1 - ratio)``, in ``x``'s dtype) drawn in forward.
 
-    def __init__(self, mask):
-        self.mask = mask
+    The draw happens inside ``forward`` so that a replayed step (``dezero.jit``) draws a fresh
+    mask each time; ``keep`` (a fixed bool keep-mask) replaces the draw.
+    """
+
+    draws_random = True  # dezero.jit: a CUDA graph would replay one draw forever
+
+    def __init__(self, ratio: float, keep=None):
+        self.ratio = ratio
+        self.keep = keep
 
     def forward(self, x):
-        return x * self.mask
+        xp = cuda.get_array_module(x)
+        keep = self.keep
+        if keep is None:
+            keep = xp.random.random_sample(x.shape) > self.ratio
+        mask = keep.astype(x.dtype if x.dtype.kind == "f" else "float64")
+        mask *= 1.0 / (1.0 - self.ratio)
+        self.mask = mask
+        return x * mask
 
     def backward(self, gy):
         return gy * self.mask
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0] * self.mask
 
 
 def dropout(x, dropout_ratio: float = 0.5, *, mask=None):
@@ -63,18 +80,14 @@ def dropout(x, dropout_ratio: float = 0.5, *, mask=None):
         raise ValueError(f"dropout: dropout_ratio must be in [0, 1), got {dropout_ratio}")
     if not Config.train:
         return x
-    xp = cuda.get_array_module(x.data)
     if mask is None:
         if ratio == 0.0:
             return x
-        keep = xp.random.random_sample(x.shape) > ratio
-    else:
-        keep = xp.asarray(mask.data if isinstance(mask, Variable) else mask)
-        if keep.shape != x.shape:
-            raise ValueError(
-                f"dropout: mask of shape {keep.shape} does not match input of shape {x.shape}"
-            )
-    dtype = x.dtype if x.dtype.kind == "f" else None
-    scale_mask = keep.astype(dtype or "float64")
-    scale_mask *= 1.0 / (1.0 - ratio)
-    return Dropout(scale_mask)(x)
+        return Dropout(ratio)(x)
+    xp = cuda.get_array_module(x.data)
+    keep = xp.asarray(mask.data if isinstance(mask, Variable) else mask)
+    if keep.shape != x.shape:
+        raise ValueError(
+            f"dropout: mask of shape {keep.shape} does not match input of shape {x.shape}"
+        )
+    return Dropout(ratio, keep)(x)
