@@ -82,6 +82,11 @@ def _user_line() -> str:
     return "<unknown>"
 
 
+def _graph_mode() -> bool:
+    """Inside Variable.backward: True when the pass records a graph (create_graph)."""
+    return _settings.enable_backprop
+
+
 def _fname(f) -> str:
     return type(f).__name__
 
@@ -199,7 +204,7 @@ class _Recorder(FunctionHook):
         if self.pending:
             self.resolve()
         self.bw = None
-        if _settings.enable_backprop:  # create_graph: the backward is recorded Function calls
+        if _graph_mode():  # create_graph: the backward is recorded Function calls
             return
         if id(f) not in self.functions:
             raise CaptureError(
@@ -232,7 +237,7 @@ class _Recorder(FunctionHook):
         self.bw = (f, xs, ys, gys, multi)
 
     def backward_post(self, f, gxs) -> None:
-        if _settings.enable_backprop:
+        if _graph_mode():
             return
         bw, self.bw = self.bw, None
         if bw is None:
