@@ -510,3 +510,21 @@ def test_gpu_step_with_dropout_falls_back_and_says_why():
     assert s["gpu_graph"] is False
     assert "Dropout" in s["gpu_graph_reason"]
     assert len(set(outs)) == 3
+
+
+def test_parameter_groups_with_scheduled_alpha_equal_eager():
+    def make():
+        model = MLP((32, 4), activation=F.relu)
+        model(np.zeros((1, 10), np.float32))
+        groups = [{"params": [model.l0.W, model.l1.W], "weight_decay": 0.1},
+                  {"params": [model.l0.b, model.l1.b], "weight_decay": 0.0, "beta1": 0.8}]
+        return model, optimizers.AdamW(0.01).setup(groups)
+
+    (m1, o1), (m2, o2) = _twins(make)
+    s1, s2 = optimizers.CosineAnnealingLR(o1, 4), optimizers.CosineAnnealingLR(o2, 4)
+    eager, step = _train_step(m1, o1), dezero.jit(_train_step(m2, o2))
+    for x, t in _batches(4, (16, 10), 4):
+        assert np.array_equal(eager(x, t).data, step(x, t).data)
+        s1.step()
+        s2.step()
+    _assert_same_models(m1, m2, o1, o2)
