@@ -23,6 +23,7 @@ try:  # as a script or imported by run.py
 except ImportError:
     from benchmarks.common import Table, print_environment, timeit, torch_or_none
 
+import dezero
 import dezero.functions as F
 import dezero.layers as L
 from dezero import cuda, optimizers
@@ -61,7 +62,10 @@ def _data(batch, image, xp):
     return xp.asarray(x), xp.asarray(t)
 
 
-def dezero_step(model_cls, batch, gpu):
+def dezero_step(model_cls, batch, gpu, jit=False):
+    """The timed call; with ``jit`` the training step goes through ``dezero.jit`` (on the
+    GPU: one CUDA graph launch per step once recorded), and ``step.jit`` is the jitted
+    function (for its ``stats()``)."""
     xp = cuda.cupy if gpu else np
     model = model_cls()
     if gpu:
@@ -69,14 +73,22 @@ def dezero_step(model_cls, batch, gpu):
     opt = optimizers.SGD(lr=0.01).setup(model)
     x, t = _data(batch, model_cls is CNN, xp)
 
-    def step():
+    def train(x, t):
         loss = F.softmax_cross_entropy(model(x), t)
         model.cleargrads()
         loss.backward()
         opt.update()
+        return loss
+
+    if jit:
+        train = dezero.jit(train)
+
+    def step():
+        train(x, t)
         if gpu:
             cuda.cupy.cuda.Device().synchronize()
 
+    step.jit = train if jit else None
     return step
 
 
@@ -133,11 +145,17 @@ def run(quick=False, profile=False, gpu=True):
         if quick:
             batch = min(batch, 32)
         d = timeit(dezero_step(cls, batch, gpu), repeat=repeat, number=number, warmup=3)
+        step = dezero_step(cls, batch, gpu, jit=True)
+        d_jit = timeit(step, repeat=repeat, number=number, warmup=3)
         t = None
         if torch is not None:
             t = timeit(torch_step(torch, tname, batch, gpu), repeat=repeat, number=number,
                        warmup=3)
         table.add(title, d, t, scale=1e3)
+        table.add(f"{title}, dezero.jit", d_jit, t, scale=1e3)
+        stats = step.jit.stats()
+        print(f"# dezero.jit, {title}: CUDA graph in use: {stats['gpu_graph']}"
+              + ("" if stats["gpu_graph"] else f" ({stats['gpu_graph_reason']})"))
     return [table]
 
 

@@ -327,6 +327,10 @@ class _Recorder(FunctionHook):
     # --- the end of the step -----------------------------------------------------
     def finish(self, result):
         self.resolve()
+        last = {}  # the gradient slot each parameter was last given (before an update)
+        for st in self.steps:
+            if st[0] == "setgrad":
+                last[id(st[1])] = st[2]
         for p, g0 in self.seen_params.values():
             g = p.grad
             if g is g0:
@@ -335,7 +339,7 @@ class _Recorder(FunctionHook):
                 self.steps.append(("nograd", p))
             else:
                 s = self.slot_of.get(id(g.data))
-                if s is not None:
+                if s is not None and last.get(id(p)) != s:
                     self.steps.append(("setgrad", p, s))
         out_slots: list[int] = []
         spec = self.out_spec(result, out_slots)
@@ -524,33 +528,45 @@ def _build(spec, it):
 # CUDA graphs
 # =============================================================================
 class _Graph:
-    """The replay of a tape captured into one CUDA graph, with its fixed buffers."""
+    """The replay of a tape captured into one CUDA graph, with its fixed buffers.
+
+    Built on the first GPU replay of a tape: that call's step runs for real through the same
+    code (on a private stream, allocating from a private memory pool, which it leaves
+    holding exactly the blocks the step needs), then the replay is captured (nothing runs)
+    into a graph whose buffers stay fixed: nothing outside the graph allocates from that
+    pool. Each later call copies the inputs into the graph's input buffers, writes the
+    optimizers' per-step scalars (``step_hyper()``) into a device buffer, and launches it.
+    """
 
     def __init__(self, tape: _Tape, leaves):
         cp = cuda.cupy
-        self.pool = cp.cuda.MemoryPool()  # private: nothing outside the graph reuses them
+        self.pool = cp.cuda.MemoryPool()
         self.stream = cp.cuda.Stream(non_blocking=True)
-        self.tape = tape
-        with cp.cuda.using_allocator(self.pool.malloc):
-            self.inputs = [cp.array(a, copy=True) for a in leaves]
-            # the optimizers' per-step scalars live on the device, written before each launch
-            self.hyper = []
-            ns = dict(tape._ns)
+        ns = dict(tape._ns)
+        self.hyper = []
+        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
+            self.inputs = [cp.empty(a.shape, dtype=a.dtype) for a in leaves]
             for key, value in tape._ns.items():
-                if key.startswith("h") and key[1:].isdigit():
+                if key.startswith("h") and key[1:].isdigit():  # an optimizer's step_hyper
                     opt = value.__self__
                     names = [(i, k) for i, h in enumerate(opt._group_hyper()) for k in h]
                     buf = cp.zeros(len(names), dtype=self._dtype(opt))
                     views: list[dict] = [{} for _ in opt._group_hyper()]
                     for j, (i, k) in enumerate(names):
-                        views[i][k] = buf[j]
+                        views[i][k] = buf[j]  # 0-d views: read by the kernels at launch
                     self.hyper.append((opt, names, buf))
                     ns[key] = (lambda v=views: v)
             exec(compile(tape.source, "<dezero.jit graph>", "exec"), ns)
             replay = ns["_replay"]
             self.guards = [(p, p.data) for p in tape.params]
-            mode = getattr(cp.cuda.runtime, "streamCaptureModeRelaxed", None)
-            with self.stream:
+            self._load(leaves)
+            outs = replay(self.inputs)  # this call's step, for real
+            self.first = [cp.array(o, copy=True) for o in outs]
+            del outs
+            self.stream.synchronize()
+            self.graph = self.error = None
+            try:  # from here on a failure leaves this call's step done: plain replay next
+                mode = getattr(cp.cuda.runtime, "streamCaptureModeRelaxed", None)
                 if mode is None:
                     self.stream.begin_capture()
                 else:
@@ -558,8 +574,12 @@ class _Graph:
                 try:
                     self.outs = replay(self.inputs)
                 finally:
-                    self.graph = self.stream.end_capture()
-            self.graph.upload(self.stream)
+                    graph = self.stream.end_capture()
+                if hasattr(graph, "upload"):
+                    graph.upload(self.stream)
+                self.graph = graph
+            except Exception as e:  # a host sync or an uncapturable call inside an op
+                self.error = e
 
     @staticmethod
     def _dtype(opt):
@@ -571,16 +591,24 @@ class _Graph:
     def valid(self) -> bool:
         return all(p.data is a for p, a in self.guards)
 
-    def __call__(self, leaves):
+    def _load(self, leaves) -> None:
         cp = cuda.cupy
         for buf, a in zip(self.inputs, leaves):
-            buf.set(a, self.stream) if isinstance(a, np.ndarray) else cp.copyto(buf, a)
+            if isinstance(a, np.ndarray):
+                buf.set(np.ascontiguousarray(a), self.stream)
+            else:
+                cp.copyto(buf, a)
         for opt, names, buf in self.hyper:
             h = opt.step_hyper()
             buf.set(np.array([h[i][k] for i, k in names], dtype=buf.dtype), self.stream)
-        self.graph.launch(self.stream)
+
+    def __call__(self, leaves):
+        with self.stream:
+            self._load(leaves)
+            self.graph.launch(self.stream)
+            outs = [o.copy() for o in self.outs]
         self.stream.synchronize()
-        return [o.copy() for o in self.outs]
+        return outs
 
 
 # =============================================================================
@@ -749,24 +777,26 @@ class _JitFunction:
             tape.gpu_tried = False
         if graph is None and not tape.gpu_tried:
             tape.gpu_tried = True
-            tape.gpu_reason = self._capture(tape, leaves)
-            graph = tape.gpu_graph
+            tape.gpu_reason, first = self._capture(tape, leaves)
+            if first is not None:
+                return first  # this call's step ran while the graph was built
         if graph is not None:
             return graph(leaves)
         return tape.replay(leaves)
 
     def _capture(self, tape, leaves):
+        """(reason or None, this call's outputs if the step already ran, else None)."""
         if not self.use_gpu_graph:
-            return "disabled (jit(fn, gpu_graph=False)): plain replay"
+            return "disabled (jit(fn, gpu_graph=False)): plain replay", None
         if tape.random:
             return (f"the step draws random numbers ({', '.join(sorted(set(tape.random)))}); "
-                    f"a CUDA graph would replay one draw: plain replay")
-        try:
-            tape.gpu_graph = _Graph(tape, leaves)
-        except Exception as e:  # a host sync or an uncapturable call inside an op
-            tape.gpu_graph = None
-            return f"capture failed ({type(e).__name__}: {e}): plain replay"
-        return None
+                    f"a CUDA graph would replay one draw: plain replay"), None
+        graph = _Graph(tape, leaves)  # an error in the step itself propagates
+        if graph.graph is None:
+            e = graph.error
+            return f"capture failed ({type(e).__name__}: {e}): plain replay", graph.first
+        tape.gpu_graph = graph
+        return None, graph.first
 
     # --- checking ----------------------------------------------------------------------
     def _check(self, tape, leaves, args, kwargs):

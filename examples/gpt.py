@@ -53,7 +53,21 @@ def batches(loader):
 def loss_of(model, x, t):
     logits = model(x)
     V = logits.shape[-1]
-    return F.softmax_cross_entropy(F.reshape(logits, (-1, V)), t.reshape(-1))
+    # F.reshape, not t.reshape: inside a dezero.jit step the labels must stay an input
+    return F.softmax_cross_entropy(F.reshape(logits, (-1, V)), F.reshape(t, (-1,)))
+
+
+def make_train_step(model, optimizer):
+    """One training step (forward, backward, update) as a function of the batch."""
+
+    def train_step(x, t):
+        loss = loss_of(model, x, t)
+        model.cleargrads()
+        loss.backward()
+        optimizer.update()
+        return loss
+
+    return train_step
 
 
 def estimate_loss(model, stream, iters):
@@ -109,6 +123,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", default="gpt_out", help="folder for weights, sample and log")
     p.add_argument("--gpu", action="store_true", help="train on the GPU (CuPy)")
+    p.add_argument("--jit", action="store_true",
+                   help="record the training step once and replay it (dezero.jit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -139,6 +155,9 @@ def main(argv=None):
           f"{args.iters} iterations of batch {args.batch_size} on "
           f"{'GPU' if args.gpu else 'CPU'}")
 
+    train_step = make_train_step(model, optimizer)
+    if args.jit:
+        train_step = dezero.jit(train_step)
     train_stream = batches(DataLoader(train_set, args.batch_size, gpu=args.gpu))
     train_eval = batches(DataLoader(train_set, args.batch_size, gpu=args.gpu))
     val_eval = batches(DataLoader(val_set, args.batch_size, gpu=args.gpu))
@@ -164,10 +183,7 @@ def main(argv=None):
                 break
         optimizer.alpha = lr_at(it, args.lr, args.min_lr, args.warmup, args.iters)
         x, t = next(train_stream)
-        loss = loss_of(model, x, t)
-        model.cleargrads()
-        loss.backward()
-        optimizer.update()
+        loss = train_step(x, t)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.data):.3f}")

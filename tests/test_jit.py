@@ -528,3 +528,33 @@ def test_parameter_groups_with_scheduled_alpha_equal_eager():
         s1.step()
         s2.step()
     _assert_same_models(m1, m2, o1, o2)
+
+
+def test_gpt_example_with_jit_trains_exactly_as_without(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    from dezero.datasets import TinyShakespeare
+
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 20
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "input.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("DEZERO_DATA_DIR", str(cache))
+    monkeypatch.setattr(TinyShakespeare, "sha256",
+                        hashlib.sha256(text.encode("utf-8")).hexdigest())
+    path = Path(__file__).resolve().parent.parent / "examples" / "gpt.py"
+    spec = importlib.util.spec_from_file_location("example_gpt_jit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--iters", "4", "--block-size", "8", "--batch-size", "2", "--n-layer", "1",
+            "--n-head", "2", "--n-embd", "8", "--dropout", "0.1", "--eval-interval", "2",
+            "--eval-iters", "1", "--final-eval-iters", "2", "--sample-length", "5",
+            "--warmup", "2", "--no-progress"]
+    plain = module.main([*args, "--out", str(tmp_path / "a")])
+    jitted = module.main([*args, "--out", str(tmp_path / "b"), "--jit"])
+    assert [(h["train"], h["val"]) for h in plain["history"]] == [
+        (h["train"], h["val"]) for h in jitted["history"]]
+    assert plain["sample"] == jitted["sample"]
+    capsys.readouterr()

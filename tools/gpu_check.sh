@@ -77,7 +77,13 @@ prof.export_chrome_trace("/dev/null")
 print(prof.table(sort_by="total", limit=10))
 PYEOF
 
+echo "== dezero.jit on the GPU (CUDA graph capture and replay)"
+timeout 300 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_jit.py 2>&1 \
+    | tee "$OUT/gpu_jit_tests.log" | tail -5
+note "jit tests: $(grep -E '(passed|failed)' "$OUT/gpu_jit_tests.log" | tail -1)"
+
 echo
 echo "== summary"
 printf '%s\n' "${summary[@]}"
 grep -E '^\|' "$OUT/bench_gpu.log" || true
+grep -E '^# dezero.jit' "$OUT/bench_gpu.log" || true
