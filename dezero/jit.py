@@ -544,6 +544,8 @@ class _Graph:
         self.stream = cp.cuda.Stream(non_blocking=True)
         ns = dict(tape._ns)
         self.hyper = []
+        # the graph's stream does not wait for the caller's: finish what is queued there
+        cp.cuda.get_current_stream().synchronize()
         with cp.cuda.using_allocator(self.pool.malloc), self.stream:
             self.inputs = [cp.empty(a.shape, dtype=a.dtype) for a in leaves]
             for key, value in tape._ns.items():
@@ -603,6 +605,7 @@ class _Graph:
             buf.set(np.array([h[i][k] for i, k in names], dtype=buf.dtype), self.stream)
 
     def __call__(self, leaves):
+        cuda.cupy.cuda.get_current_stream().synchronize()  # the caller's queued work first
         with self.stream:
             self._load(leaves)
             self.graph.launch(self.stream)
