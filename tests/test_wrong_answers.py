@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dezero.functions as F
-from dezero import Variable
+from dezero import Variable, cuda
 
 # --- what backward needs is kept by value -----------------------------------------------
 
@@ -54,6 +54,21 @@ def test_refilled_buffers_do_not_change_second_order_gradients_either():
     F.sum(gW * gW).backward()
     counts = np.bincount([1, 4, 1], minlength=5)[:, None]  # what the ids were at forward
     np.testing.assert_allclose(W.grad.data, 8 * counts**2 * W.data)
+
+
+def test_refilled_index_buffers_on_every_device(xp):
+    x0 = xp.asarray(np.random.default_rng(2).standard_normal((4, 3)))
+
+    def grad(refill):
+        x = Variable(x0.copy())
+        i, t, ids = xp.asarray([0, 0, 2]), xp.asarray([0, 2, 1, 2]), xp.asarray([1, 1, 3])
+        y = F.sum(x[i] * 2.0) + F.softmax_cross_entropy(x, t) + F.sum(F.embed_id(ids, x))
+        if refill:
+            i[...], t[...], ids[...] = 1, 0, 2
+        y.backward()
+        return cuda.as_numpy(x.grad.data)
+
+    np.testing.assert_array_equal(grad(refill=True), grad(refill=False))
 
 
 # --- accuracy checks its labels as softmax_cross_entropy does -----------------------------
