@@ -1,6 +1,8 @@
-"""Normalization: batch_norm (and the book's spelling batch_nrom)."""
+"""Normalization: batch_norm (and the book's spelling batch_nrom), layer_norm."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from dezero import cuda
 from dezero.core import Config, Function, Variable, as_variable, unbroadcast
@@ -192,9 +194,14 @@ class LayerNorm(Function):
 
     def forward(self, x, gamma, beta):
         xp = cuda.get_array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        C = x.shape[-1]
+        # means over the features as a GEMV and a row-wise dot: far faster than mean(-1)
+        mu = (x @ xp.full(C, 1.0 / C, dtype=x.dtype))[..., None]
         xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
+        var = xp.einsum("...i,...i->...", xc, xc)[..., None]
+        var *= 1.0 / C
         var += self.eps
         inv_std = xp.sqrt(var, out=var)
         xp.reciprocal(inv_std, out=inv_std)
