@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import dezero
 import dezero.functions as F
 from dezero import cuda, optimizers
+from dezero._allocator import keep_freed_memory
 from dezero.dataloaders import DataLoader
 from dezero.datasets import TinyShakespeare
 from dezero.models import GPT
@@ -126,6 +127,9 @@ def build_parser():
     p.add_argument("--jit", action="store_true",
                    help="record the training step once and replay it (dezero.jit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--release-memory", action="store_true",
+                   help="keep glibc's default allocator thresholds (returns freed memory to "
+                        "the system, at the cost of page faults every step)")
     return p
 
 
@@ -135,6 +139,8 @@ def main(argv=None):
     if args.gpu and not cuda.gpu_enable:
         parser.error("--gpu needs CuPy and a CUDA device, and none was found")
     np.random.seed(args.seed)  # noqa: NPY002  (weights and batches come from it)
+    if not args.release_memory:
+        keep_freed_memory()  # the step reuses its freed arrays instead of faulting in pages
 
     train_set = TinyShakespeare(train=True, block_size=args.block_size)
     val_set = TinyShakespeare(train=False, block_size=args.block_size)
