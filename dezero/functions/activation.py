@@ -256,11 +256,11 @@ class GELU(Function):
         t += c
         t *= x  # c (x + a x^3)
         xp.tanh(t, out=t)
-        self.th = t.copy()  # tanh(u), kept for the array backward (a copy is cheaper than tanh)
-        t += 1
-        t *= x
-        t *= 0.5
-        return t
+        self.th = t  # tanh(u), kept for the array backward (cheaper than a second tanh)
+        y = t + 1
+        y *= x
+        y *= 0.5
+        return y
 
     def backward(self, gy):
         (x,) = self.inputs
