@@ -14,6 +14,7 @@ __all__ = [
     "as_numpy",
     "cupy",
     "get_array_module",
+    "get_nccl",
     "gpu_enable",
     "scatter_add",
 ]
@@ -93,3 +94,18 @@ def scatter_add(a, indices, values) -> None:
         cupy.add.at(a, indices, values)
     else:
         cupyx.scatter_add(a, indices, values)
+
+
+def get_nccl():
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``) where CuPy has them, else None.
+
+    >>> get_nccl() is None or hasattr(get_nccl(), "NcclCommunicator")
+    True
+    """
+    if not gpu_enable:
+        return None
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) else None
