@@ -206,6 +206,7 @@ class Table:
     title: str
     unit: str = "us"
     rows: list = field(default_factory=list)
+    columns: tuple = ("dezero", "torch")  # what is measured, and the baseline
 
     def add(self, case: str, dezero: Timing, torch: Timing | None = None,
             scale: float = 1e6) -> None:
@@ -225,7 +226,8 @@ class Table:
         for case, d, t, scale in self.rows:
             ratio = "-" if t is None else f"{d.median / t.median:.2f}x"
             body.append((case, cell(d, scale), cell(t, scale), ratio))
-        head = ("case", f"dezero ({self.unit})", f"torch ({self.unit})", "ratio")
+        head = ("case", f"{self.columns[0]} ({self.unit})", f"{self.columns[1]} ({self.unit})",
+                "ratio")
         widths = [max(len(r[i]) for r in [head, *body]) for i in range(4)]
 
         def line(r):

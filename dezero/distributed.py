@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -68,10 +70,11 @@ from dezero.core import Parameter, Variable
 from dezero.layers import Layer
 
 __all__ = ["DEFAULT_BUCKET_SIZE", "Communicator", "DistributedOptimizer", "init",
-           "scatter_dataset"]
+           "mpiexec_command", "scatter_dataset"]
 
 DEFAULT_BUCKET_SIZE = 25 * 2**20  # bytes per gradient bucket (PyTorch DDP's default)
 _ABORT_GRACE_S = 2.0  # after Ctrl-C, how long the main thread has to abort by itself
+_OUTPUT_GRACE_S = 0.5  # before MPI_Abort, for the launcher to forward the error message
 _OPS = ("sum", "mean")
 
 
@@ -641,6 +644,32 @@ def scatter_dataset(dataset, comm: Communicator, shuffle: bool = False, seed: in
     return _Shard(dataset, order[comm.rank * per_rank:(comm.rank + 1) * per_rank])
 
 
+def mpiexec_command(python: str | None = None) -> list[str] | None:
+    """The ``mpiexec`` to launch ``python``'s ranks with, as a command list, or None.
+
+    The one beside the Python executable comes first (the mpich wheel of ``dezero[mpi]``
+    installs it there), then the first on ``PATH`` (a system MPI). Open MPI gets
+    ``--oversubscribe`` (more ranks than cores) and, as root, ``--allow-run-as-root``.
+    Used by the tests and benchmarks; does not import mpi4py.
+    """
+    beside = os.path.join(os.path.dirname(python or sys.executable), "mpiexec")
+    path = beside if os.path.exists(beside) else shutil.which("mpiexec")
+    if path is None:
+        return None
+    try:
+        probe = subprocess.run([path, "--version"], capture_output=True, text=True,
+                               timeout=60, check=False)
+        version = probe.stdout + probe.stderr
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    command = [path]
+    if "Open MPI" in version or "OpenRTE" in version:
+        command.append("--oversubscribe")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-run-as-root")
+    return command
+
+
 # =============================================================================
 # Faults: one rank's error ends the job
 # =============================================================================
@@ -654,6 +683,9 @@ def _install_fault_handlers(comm: Communicator) -> None:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            # the launcher forwards output asynchronously: give the message time to get out
+            # before MPI_Abort tears the job down
+            time.sleep(_OUTPUT_GRACE_S)
         finally:
             MPI.COMM_WORLD.Abort(code)
 
