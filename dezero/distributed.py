@@ -67,10 +67,11 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Parameter, Variable
+from dezero.dataloaders import DataLoader
 from dezero.layers import Layer
 
-__all__ = ["DEFAULT_BUCKET_SIZE", "Communicator", "DistributedOptimizer", "init",
-           "mpiexec_command", "scatter_dataset"]
+__all__ = ["DEFAULT_BUCKET_SIZE", "Communicator", "DistributedDataLoader",
+           "DistributedOptimizer", "init", "mpiexec_command", "scatter_dataset"]
 
 DEFAULT_BUCKET_SIZE = 25 * 2**20  # bytes per gradient bucket (PyTorch DDP's default)
 _ABORT_GRACE_S = 2.0  # after Ctrl-C, how long the main thread has to abort by itself
@@ -642,6 +643,106 @@ def scatter_dataset(dataset, comm: Communicator, shuffle: bool = False, seed: in
     if extra:
         order = np.concatenate([order, order[np.arange(extra) % n]])
     return _Shard(dataset, order[comm.rank * per_rank:(comm.rank + 1) * per_rank])
+
+
+class DistributedDataLoader(DataLoader):
+    """Global batches of ``batch_size`` samples, each split across the ranks of ``comm``.
+
+    Every rank draws the same order of the whole data set per epoch from a Generator of
+    its own seeded with ``seed`` (no communication). Global batch ``i`` is
+    ``order[i*B:(i+1)*B]``; rank ``r`` gets the ``r``-th of ``comm.size`` contiguous parts
+    of it (equal when ``size`` divides ``B``, else differing by one sample). The sequence
+    of global batches does not depend on the number of ranks: N ranks train on the batches
+    one process would, and ``state_dict()`` (the order, the position in the epoch and the
+    Generator's state) resumes on any number of ranks. A final global batch with fewer
+    samples than ranks is dropped (a rank would get none). Otherwise a DataLoader: ``len``
+    is the number of (global) batches per epoch, ``gpu`` gives CuPy batches.
+
+    Contrast :func:`scatter_dataset`, which gives each rank a fixed shard for every epoch
+    (ChainerMN's way) to use with a plain DataLoader.
+
+    >>> pairs = [(x, x % 2) for x in range(10)]           # or a Dataset
+    >>> loader = DistributedDataLoader(pairs, batch_size=4, shuffle=False)  # on init()
+    >>> [x.tolist() for x, t in loader]   # a world of one: this rank gets all of each batch
+    [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    """
+
+    def __init__(self, dataset, batch_size, comm: Communicator | None = None,
+                 shuffle: bool = True, seed: int = 0, gpu: bool = False):
+        self.comm = comm if comm is not None else init()
+        if isinstance(batch_size, (int, np.integer)) and 0 < batch_size < self.comm.size:
+            raise ValueError(
+                f"DistributedDataLoader: batch_size {batch_size} (the global batch) is smaller "
+                f"than the number of ranks, {self.comm.size}"
+            )
+        self.generator = np.random.default_rng(seed)
+        self._resume = False
+        super().__init__(dataset, batch_size, shuffle=shuffle, gpu=gpu)
+        tail = self.data_size % self.batch_size
+        if tail and tail < self.comm.size:
+            self.max_iter -= 1
+
+    def reset(self):
+        """Start a new epoch: iteration 0 and (when shuffling) the next order."""
+        self.iteration = 0
+        self._resume = False
+        if self.shuffle:
+            self.index = self.generator.permutation(self.data_size)
+        else:
+            self.index = np.arange(self.data_size)
+
+    def __iter__(self):
+        if self._resume:  # load_state_dict: continue where the saved run was
+            self._resume = False
+        elif self.iteration:  # an epoch left half-way: start afresh
+            self.reset()
+        return self
+
+    def __next__(self):
+        if self.iteration >= self.max_iter:
+            self.reset()
+            raise StopIteration
+        i, B = self.iteration, self.batch_size
+        batch = self.index[i * B:(i + 1) * B]
+        size, rank = self.comm.size, self.comm.rank
+        k, extra = divmod(len(batch), size)
+        lo = rank * k + min(rank, extra)
+        part = batch[lo:lo + k + (rank < extra)]
+        self.iteration += 1
+        return self._gather(part)
+
+    def state_dict(self) -> dict:
+        """``{'index': the epoch's order, 'iteration': position, 'rng': Generator state}``:
+        the same on every rank, and valid for any number of ranks."""
+        return {"index": np.array(self.index, dtype=np.int64), "iteration": int(self.iteration),
+                "rng": self.generator.bit_generator.state}
+
+    def load_state_dict(self, state) -> None:
+        """Restore ``state_dict()``; the next ``for`` loop continues from the saved batch.
+
+        Raises:
+            ValueError: missing keys, an order of another length than the data set, or a
+                position outside the epoch; nothing is changed then.
+        """
+        missing = [k for k in ("index", "iteration", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"DistributedDataLoader.load_state_dict: missing keys {missing}")
+        index = np.asarray(state["index"])
+        iteration = int(state["iteration"])
+        if index.shape != (self.data_size,) or index.dtype.kind not in "iu":
+            raise ValueError(
+                f"DistributedDataLoader.load_state_dict: the saved order has shape "
+                f"{index.shape}, expected ({self.data_size},) integers (another data set?)"
+            )
+        if not 0 <= iteration <= self.max_iter:
+            raise ValueError(
+                f"DistributedDataLoader.load_state_dict: position {iteration} is outside an "
+                f"epoch of {self.max_iter} batches"
+            )
+        self.generator.bit_generator.state = state["rng"]
+        self.index = index.astype(np.int64)
+        self.iteration = iteration
+        self._resume = True
 
 
 def mpiexec_command(python: str | None = None) -> list[str] | None:

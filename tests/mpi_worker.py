@@ -26,7 +26,7 @@ if ROOT not in sys.path:
 
 import dezero.functions as F  # noqa: E402
 import dezero.layers as L  # noqa: E402
-from dezero import Model, distributed, optimizers  # noqa: E402
+from dezero import Model, cuda, distributed, optimizers  # noqa: E402
 
 STEPS, BATCH = 20, 12  # BATCH divides evenly over 1, 2 and 3 ranks
 IN, HIDDEN, OUT = 5, 7, 3
@@ -86,11 +86,13 @@ def local_batch(x, t, step, comm):
     return xb[comm.rank * k:(comm.rank + 1) * k], tb[comm.rank * k:(comm.rank + 1) * k]
 
 
-def train(name, comm=None, start=0, steps=STEPS, resume=None):
+def train(name, comm=None, start=0, steps=STEPS, resume=None, gpu=False):
     """Train scenario ``name`` (on ``comm``'s share of every global batch, or alone)."""
     opt_name, hooks, cosine, bucket = SCENARIOS[name]
     seed(INIT_SEED + (comm.rank if comm is not None else 0))
     model = Net()
+    if gpu:
+        model.to_gpu()
     opt = OPTIMIZERS[opt_name]()
     if comm is not None:
         opt = distributed.DistributedOptimizer(opt, comm)
@@ -110,6 +112,8 @@ def train(name, comm=None, start=0, steps=STEPS, resume=None):
     try:
         for step in range(start, start + steps):
             xb, tb = local_batch(x, t, step, comm)
+            if gpu:
+                xb, tb = cuda.as_cupy(xb), cuda.as_cupy(tb)
             loss = F.softmax_cross_entropy(model(xb), tb)
             model.cleargrads()
             loss.backward()
@@ -123,7 +127,7 @@ def train(name, comm=None, start=0, steps=STEPS, resume=None):
 
 
 def flat(model):
-    return {n: p.data.ravel().tolist() for n, p in model.named_params()}
+    return {n: cuda.as_numpy(p.data).ravel().tolist() for n, p in model.named_params()}
 
 
 def spread(comm, model):
@@ -287,6 +291,31 @@ def scatter(comm):
     return out
 
 
+LOADER_N, LOADER_B, LOADER_SEED = 23, 6, 5
+
+
+def loader_epochs(comm):
+    """Two epochs of DistributedDataLoader: the global batches (the ranks' parts joined),
+    its state after 1 epoch + 2 batches, and whether a fresh loader resumes from it."""
+    data = [(10 * i, i) for i in range(LOADER_N)]
+    loader = distributed.DistributedDataLoader(data, LOADER_B, comm, seed=LOADER_SEED)
+    batches, state, rest = [], None, []
+    for epoch in range(2):
+        for i, (x, _) in enumerate(loader):
+            parts = comm.mpi_comm.allgather(x.tolist())
+            batches.append([v for part in parts for v in part])
+            if epoch == 1 and i == 1:
+                state = loader.state_dict()
+            elif state is not None:
+                rest.append(x.tolist())
+    twin = distributed.DistributedDataLoader(data, LOADER_B, comm, seed=LOADER_SEED + 1)
+    twin.load_state_dict(state)
+    resumed = [x.tolist() for x, _ in twin]
+    return {"batches": batches, "resumed_equal": resumed == rest and len(rest) > 0,
+            "state": {"index": state["index"].tolist(), "iteration": state["iteration"],
+                      "rng": repr(state["rng"])}}
+
+
 def suite(path, checkpoint):
     comm = distributed.init()
     results = {"size": comm.size, "repr": repr(comm), "scenarios": {}, "spread": {}}
@@ -303,6 +332,27 @@ def suite(path, checkpoint):
     results["mismatch"] = mismatches(comm)
     results["batchnorm"] = batchnorm(comm)
     results["scatter"] = scatter(comm)
+    results["loader"] = loader_epochs(comm)
+    if comm.is_root:
+        with open(path, "w") as f:
+            json.dump(results, f)
+    comm.barrier()
+
+
+GPU_SCENARIOS = ("sgd+wd+clip", "momentum+wd+clip+cosine")
+
+
+def gpu(path):
+    """The ranks on the GPU (sharing one when there is one): training and allreduce."""
+    comm = distributed.init()
+    results = {"repr": repr(comm), "transport": comm.gpu_transport, "scenarios": {}}
+    for name in GPU_SCENARIOS:
+        model, _ = train(name, comm, gpu=True)
+        results["scenarios"][name] = flat(model)
+    x = cuda.cupy.arange(3, dtype=np.float32) * (comm.rank + 1)
+    y = comm.allreduce(x, op="mean")
+    results["allreduce"] = [type(y).__module__.split(".")[0], y.dtype.name,
+                            cuda.as_numpy(y).tolist(), cuda.as_numpy(x).tolist()]
     if comm.is_root:
         with open(path, "w") as f:
             json.dump(results, f)
@@ -339,6 +389,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "suite":
         suite(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None)
+    elif mode == "gpu":
+        gpu(sys.argv[2])
     elif mode == "fault":
         fault()
     elif mode == "hang":

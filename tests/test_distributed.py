@@ -220,9 +220,45 @@ def test_scatter_dataset_shards(results):
     assert results["scatter"]["12/True"][0] != results["scatter"]["12/False"][0]
 
 
+def test_distributed_data_loader_splits_global_batches(results):
+    """The ranks' parts of every batch make up the global batch one process would see; the
+    state (saved mid-epoch) is the same on any number of ranks, and resumes."""
+    comm = distributed.init()  # a world of one, in this process
+    ref = W.loader_epochs(comm)
+    got = results["loader"]
+    assert got["batches"] == ref["batches"]
+    assert len(got["batches"]) == 2 * 4  # 23 samples in global batches of 6: 6, 6, 6, 5
+    assert got["state"] == ref["state"]
+    assert got["resumed_equal"] and ref["resumed_equal"]
+
+
 def test_repr_shows_size_and_transport(results):
     assert results["repr"].startswith(f"Communicator(rank=0, size={results['size']}, ")
     assert "gpu='none'" in results["repr"]
+
+
+@pytest.mark.gpu
+def test_two_ranks_on_the_gpu(tmp_path):
+    """2 ranks on the GPU(s): one GPU shared, staged through host memory (NCCL needs a GPU
+    per rank), the same training as one process on the CPU."""
+    from dezero import cuda
+
+    out = tmp_path / "gpu.json"
+    launch = Launch(2, "gpu", str(out))
+    rc, _ = launch.wait()
+    assert rc == 0, launch.output
+    with open(out) as f:
+        res = json.load(f)
+    own_gpus = cuda.cupy.cuda.runtime.getDeviceCount() >= 2 and cuda.get_nccl() is not None
+    if own_gpus:
+        assert res["transport"] == "nccl" and "NCCL" in res["repr"], res["repr"]
+    else:
+        assert res["transport"] == "host", res["repr"]
+        assert "device 0, staged through host memory over MPI" in res["repr"]
+    for name in W.GPU_SCENARIOS:
+        reference, _ = W.train(name)
+        assert _max_diff(res["scenarios"][name], W.flat(reference)) < 1e-7, name
+    assert res["allreduce"] == ["cupy", "float32", [0.0, 1.5, 3.0], [0.0, 1.0, 2.0]]
 
 
 # =============================================================================
@@ -321,6 +357,18 @@ def test_gradient_buckets_respect_the_size():
         assert comm._layout(named) is layout  # reused across steps
     finally:
         comm.bucket_size = old
+
+
+def test_distributed_data_loader_errors():
+    pytest.importorskip("mpi4py")
+    comm = distributed.init()
+    loader = distributed.DistributedDataLoader([(i, i) for i in range(5)], 2, comm)
+    with pytest.raises(ValueError, match=r"the saved order has shape \(3,\), expected \(5,\)"):
+        loader.load_state_dict({"index": np.arange(3), "iteration": 0, "rng": None})
+    with pytest.raises(ValueError, match=r"position 9 is outside an epoch of 3 batches"):
+        loader.load_state_dict({"index": np.arange(5), "iteration": 9, "rng": None})
+    with pytest.raises(ValueError, match=r"missing keys \['rng'\]"):
+        loader.load_state_dict({"index": np.arange(5), "iteration": 0})
 
 
 def test_missing_mpi4py_names_the_extra(monkeypatch):
