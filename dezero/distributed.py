@@ -19,12 +19,13 @@ processes ("ranks") before every update, so that all replicas stay identical::
 
 How it works
 ------------
-- Gradients are packed into a few contiguous buffers ("buckets") of at most ``bucket_size``
-  bytes (default 25 MiB; one bucket per dtype and device at least), each reduced with one
-  MPI ``Allreduce`` in place; the buffers are allocated once per model layout and reused
-  on every step. Each buffer has its parameters' dtype (float64 models reduce in float64;
-  float16 is carried as float32 over MPI). After the reduction each ``param.grad`` is a
-  view into its bucket, valid until the next reduction.
+- Gradients are packed (scaled by ``1/size`` on the way) into a few contiguous buffers
+  ("buckets") of at most ``bucket_size`` bytes (default 25 MiB; one bucket per dtype and
+  device at least), each reduced with one MPI ``Allreduce`` in place; the buffers are
+  allocated once per model layout and reused on every step. Each buffer has its
+  parameters' dtype (float64 models reduce in float64; float16 is carried as float32 over
+  MPI). After the reduction each ``param.grad`` is a view into its bucket, valid until the
+  next reduction.
 - A parameter without a gradient on some rank (an unused branch) contributes zeros; its
   averaged gradient is still ``sum / size``. A parameter without a gradient on every rank
   keeps ``grad = None``, as in single-process training. A small integer allreduce per step
@@ -468,16 +469,17 @@ class Communicator:
         if flags[0] != -flags[1]:  # max(key) != min(key): the layouts differ
             self.check_consistent([_meta(n, p.data) for n, p in named], "allreduce_grads")
             raise ValueError("allreduce_grads: the ranks' parameters differ (devices or order)")
+        scale = 1.0 / self.size
         for bucket in layout.buckets:
             buf = bucket.buffer
+            xp = np if isinstance(buf, np.ndarray) else cuda.cupy
             for i, off, size, _ in bucket.entries:
                 g = named[i][1].grad
                 if g is None:
                     buf[off:off + size] = 0
-                else:
-                    buf[off:off + size] = g.data.reshape(-1)
+                else:  # scaled while packed: the mean needs no second pass over the buffer
+                    xp.multiply(g.data.reshape(-1), scale, out=buf[off:off + size])
             self._reduce_inplace(buf, bucket.host)
-            buf /= self.size
             for i, off, size, shape in bucket.entries:
                 if flags[2 + i]:
                     g = buf[off:off + size].reshape(shape)
@@ -720,6 +722,10 @@ class DistributedDataLoader(DataLoader):
     def load_state_dict(self, state) -> None:
         """Restore ``state_dict()``; the next ``for`` loop continues from the saved batch.
 
+        Also takes a plain DataLoader's state (its order and position; when it drew from
+        NumPy's global generator, ``'rng'`` is None and later epochs come from this loader's
+        own Generator), so a single-process run resumes distributed.
+
         Raises:
             ValueError: missing keys, an order of another length than the data set, or a
                 position outside the epoch; nothing is changed then.
@@ -739,7 +745,8 @@ class DistributedDataLoader(DataLoader):
                 f"DistributedDataLoader.load_state_dict: position {iteration} is outside an "
                 f"epoch of {self.max_iter} batches"
             )
-        self.generator.bit_generator.state = state["rng"]
+        if state["rng"] is not None:  # None: saved by a DataLoader on the global generator
+            self.generator.bit_generator.state = state["rng"]
         self.index = index.astype(np.int64)
         self.iteration = iteration
         self._resume = True

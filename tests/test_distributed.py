@@ -369,6 +369,8 @@ def test_distributed_data_loader_errors():
         loader.load_state_dict({"index": np.arange(5), "iteration": 9, "rng": None})
     with pytest.raises(ValueError, match=r"missing keys \['rng'\]"):
         loader.load_state_dict({"index": np.arange(5), "iteration": 0})
+    loader.load_state_dict({"index": np.array([4, 3, 2, 1, 0]), "iteration": 1, "rng": None})
+    assert [x.tolist() for x, _ in loader] == [[2, 1], [0]]  # the rest of that epoch
 
 
 def test_missing_mpi4py_names_the_extra(monkeypatch):
