@@ -468,8 +468,8 @@ class Pooling(_Pool):
 
     def backward_array(self, xs, ys, gys):
         # the winners' offsets of this call's forward (a replayed step recomputes them)
-        return _PoolScatter(self.indexes, self.x_shape, self.ksize, self.stride,
-                            self.pad).forward(gys[0])
+        return _max_pool_scatter(gys[0], self.indexes, self.x_shape, self.ksize, self.stride,
+                                 self.pad)
 
 
 class _PoolScatter(_Pool):
@@ -504,7 +504,7 @@ class AveragePooling(_Pool):
         return self._then(_AvgPoolGrad, gy)
 
     def backward_array(self, xs, ys, gys):
-        return _AvgPoolGrad(self.x_shape, self.ksize, self.stride, self.pad).forward(gys[0])
+        return _avg_pool_grad(gys[0], self.x_shape, self.ksize, self.stride, self.pad)
 
 
 class _AvgPoolGrad(_Pool):

@@ -229,7 +229,7 @@ class Max(_Reduction):
 
     def backward_array(self, xs, ys, gys):
         (x,), gy = xs, gys[0]
-        shape = utils.reshape_sum_backward(ys[0].shape, x.shape, self.axis, self.keepdims)
+        shape = array_utils.reshape_sum_backward(ys[0].shape, x.shape, self.axis, self.keepdims)
         mask = (x == ys[0].reshape(shape)).astype(gy.dtype)
         mask /= mask.sum(axis=self.axis, keepdims=True)
         return gy.reshape(shape) * mask
