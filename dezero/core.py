@@ -162,6 +162,9 @@ def _scalar_to_array(data):
 # =============================================================================
 # Variable
 # =============================================================================
+_REPR_QUIET_DTYPES = ("float64", "int64", "bool")
+
+
 class Variable:
     """A node of the graph: an array (``data``), its gradient and the Function that made it.
 
@@ -215,7 +218,25 @@ class Variable:
         if self.data is None:
             return "variable(None)"
         body = str(self.data).replace("\n", "\n" + " " * 9)
+        if self.data.dtype.name not in _REPR_QUIET_DTYPES:  # as NumPy's repr does
+            body += f", dtype={self.data.dtype.name}"
         return f"variable({body})"
+
+    # --- Python numbers ----------------------------------------------------------
+    def item(self):
+        """The value of a one-element Variable as a Python number (waits for the GPU)."""
+        if self.data is None or self.data.size != 1:
+            raise ValueError(
+                f"item() needs a Variable with exactly one element, got shape "
+                f"{None if self.data is None else self.data.shape}"
+            )
+        return self.data.item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
 
     # --- graph -----------------------------------------------------------------
     def set_creator(self, func: Function) -> None:
@@ -518,9 +539,21 @@ class HookHandle:
 
 
 class Parameter(Variable):
-    """A Variable that a Layer registers and an Optimizer updates."""
+    """A Variable that a Layer registers and an Optimizer updates.
+
+    Its repr names the shape and dtype rather than printing the values (``p.data`` has them):
+
+    >>> Parameter(np.zeros((784, 10), dtype=np.float32), name="W")
+    parameter(W, shape=(784, 10), dtype=float32)
+    """
 
     __slots__ = ()
+
+    def __repr__(self):
+        name = "" if self.name is None else f"{self.name}, "
+        if self.data is None:
+            return f"parameter({name}uninitialised)"
+        return f"parameter({name}shape={tuple(self.data.shape)}, dtype={self.data.dtype.name})"
 
 
 def as_variable(obj) -> Variable:

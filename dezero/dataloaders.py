@@ -32,13 +32,20 @@ class DataLoader:
     batch_size : int
         Samples per batch (the last batch of an epoch may be smaller).
     shuffle : bool
-        Draw a new random order (NumPy's global generator) at the start of every epoch.
+        Draw a new random order at the start of every epoch (as the book's loader does, the
+        order of the next epoch is drawn as soon as one ends).
     gpu : bool
         Return CuPy arrays (see ``to_gpu``).
+    rng : numpy.random.Generator or int, optional
+        Where the orders come from: a Generator of the loader's own (an int seeds a new
+        one). By default NumPy's global generator, so ``np.random.seed`` decides them.
 
     A ``for`` loop over the loader runs one epoch; the next ``for`` starts a new one (also
     after a ``break``). ``len(loader)`` is the number of batches per epoch. ``t`` is None
-    for an unlabelled data set.
+    for an unlabelled data set. ``state_dict()`` / ``load_state_dict()`` save and restore
+    the order, the position in the epoch and the loader's own Generator, so that a resumed
+    run sees the same batches (the global generator, when the loader uses it, is the
+    caller's to save: ``dezero.training.Trainer`` checkpoints do).
 
     >>> from dezero.datasets import Spiral
     >>> loader = DataLoader(Spiral(), batch_size=128)
@@ -46,7 +53,16 @@ class DataLoader:
     ([128, 128, 44], 3)
     """
 
-    def __init__(self, dataset, batch_size, shuffle=True, gpu=False):
+    def __init__(self, dataset, batch_size, shuffle=True, gpu=False, rng=None):
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
+                raise TypeError(
+                    f"rng must be a numpy.random.Generator, an int seed or None, "
+                    f"got {type(rng).__name__}"
+                )
+            rng = np.random.default_rng(int(rng))
+        self.rng = rng
+        self._resumed = False
         self.dataset = dataset
         self.batch_size = _check_batch_size(batch_size)
         self.shuffle = shuffle
@@ -58,18 +74,84 @@ class DataLoader:
     def reset(self):
         """Start a new epoch: iteration 0 and (when shuffling) a new order."""
         self.iteration = 0
-        if self.shuffle:
-            self.index = np.random.permutation(self.data_size)  # noqa: NPY002  (seedable)
-        else:
+        self._resumed = False
+        if not self.shuffle:
             self.index = np.arange(self.data_size)
+        elif self.rng is not None:
+            self.index = self.rng.permutation(self.data_size)
+        else:
+            self.index = np.random.permutation(self.data_size)  # noqa: NPY002  (seedable)
 
     def __len__(self):
         return self.max_iter
 
     def __iter__(self):
-        if self.iteration:  # an epoch left half-way: start afresh
+        if self._resumed:  # load_state_dict: continue where the saved run was
+            self._resumed = False
+        elif self.iteration:  # an epoch left half-way: start afresh
             self.reset()
         return self
+
+    # --- resuming -----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The order of this epoch, the position in it and the loader's own RNG state.
+
+        ``{'index': int64 array, 'iteration': int, 'rng': dict or None}``; ``'rng'`` is the
+        ``bit_generator.state`` of the loader's own Generator (None when it draws from
+        NumPy's global generator, whose state ``np.random.get_state()`` gives).
+
+        >>> loader = DataLoader(list(zip(range(10), range(10))), batch_size=4, rng=0)
+        >>> first = next(iter(loader))
+        >>> state = loader.state_dict()
+        >>> twin = DataLoader(list(zip(range(10), range(10))), batch_size=4, rng=1)
+        >>> twin.load_state_dict(state)
+        >>> [x.tolist() for x, _ in twin]  # the rest of the epoch, where the saved one was
+        [[3, 5, 9, 0], [8, 1]]
+        >>> [next(loader)[0].tolist() for _ in range(2)]
+        [[3, 5, 9, 0], [8, 1]]
+        """
+        return {
+            "index": np.array(self.index, dtype=np.int64),
+            "iteration": int(self.iteration),
+            "rng": None if self.rng is None else self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state) -> None:
+        """Restore ``state_dict()``: the next ``for`` loop continues from the saved batch.
+
+        Raises:
+            ValueError: an order of another length than the data set, a position outside
+                the epoch, or an RNG state for a loader without its own Generator (or the
+                reverse); nothing is changed then.
+        """
+        missing = [k for k in ("index", "iteration", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing keys {missing}")
+        index = np.asarray(state["index"])
+        iteration = int(state["iteration"])
+        problems = []
+        if index.shape != (self.data_size,) or index.dtype.kind not in "iu":
+            problems.append(
+                f"the saved order has shape {index.shape} and dtype {index.dtype}, expected "
+                f"({self.data_size},) integers (is this the same data set?)"
+            )
+        if not 0 <= iteration <= self.max_iter:
+            problems.append(f"position {iteration} is outside an epoch of {self.max_iter} batches")
+        rng = state["rng"]
+        if (rng is None) != (self.rng is None):
+            problems.append(
+                "the saved loader drew from "
+                + ("NumPy's global generator" if rng is None else "a Generator of its own")
+                + ", this one from "
+                + ("NumPy's global generator" if self.rng is None else "a Generator of its own")
+            )
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        if rng is not None:
+            self.rng.bit_generator.state = rng
+        self.index = index.astype(np.int64, copy=True)
+        self.iteration = iteration
+        self._resumed = True
 
     def _gather(self, indices):
         get_batch = getattr(self.dataset, "get_batch", None)

@@ -271,6 +271,55 @@ class Layer:
                 seen.add(key)
                 yield _Entry("buffer", prefix + name, self, name)
 
+    def __repr__(self) -> str:
+        """The tree of layers, each with its parameters' and buffers' shapes and dtypes.
+
+        >>> import numpy as np
+        >>> class Net(Layer):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.l1 = Linear(3, in_size=2)
+        ...         self.l2 = Linear(1)
+        ...     def forward(self, x):
+        ...         return self.l2(self.l1(x))
+        >>> Net()
+        Net(
+          l1: Linear(W (2, 3) float32, b (3,) float32)
+          l2: Linear(W uninitialised, b (1,) float32)
+        )
+        """
+        return "\n".join(self._repr_lines(""))
+
+    def _repr_lines(self, head: str) -> list[str]:
+        arrays, children = [], []
+
+        def visit(value, name):
+            if isinstance(value, Parameter):
+                arrays.append((name, value.data))
+            elif isinstance(value, Layer):
+                children.append((name, value))
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    visit(item, f"{name}/{i}")
+
+        for name in self._params:
+            visit(self.__dict__.get(name), name)
+        arrays.extend((name, getattr(self, name)) for name in self._buffers)
+        described = [
+            f"{name} uninitialised" if a is None
+            else f"{name} {tuple(a.shape)} {a.dtype.name}"
+            for name, a in arrays
+        ]
+        title = f"{head}{type(self).__name__}"
+        if not children:
+            return [f"{title}({', '.join(described)})"]
+        lines = [f"{title}("]
+        lines.extend("  " + d for d in described)
+        for name, child in children:
+            lines.extend("  " + line for line in child._repr_lines(f"{name}: "))
+        lines.append(")")
+        return lines
+
     def named_params(self) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(path, parameter)`` pairs, paths '/'-joined (``'l1/W'``), in order."""
         for entry in self._walk("", set()):

@@ -69,7 +69,7 @@ def dropout(x, dropout_ratio: float = 0.5, *, mask=None):
     >>> import dezero
     >>> x = np.ones(4, dtype=np.float32)
     >>> dropout(x, 0.5, mask=np.array([True, False, True, False]))
-    variable([2. 0. 2. 0.])
+    variable([2. 0. 2. 0.], dtype=float32)
     >>> with dezero.test_mode():
     ...     dropout(x, 0.5)
     variable([1. 1. 1. 1.])
