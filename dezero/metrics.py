@@ -74,7 +74,9 @@ class Metric:
         if current is None:
             self.state[key] = value
             return
-        if isinstance(current, np.ndarray) and not isinstance(value, (np.ndarray, int, float)):
+        if isinstance(current, (np.ndarray, np.generic)) and not isinstance(
+            value, (np.ndarray, np.generic, int, float)
+        ):
             current = cuda.as_cupy(current)  # loaded from a checkpoint, now fed GPU batches
         self.state[key] = current + value
 

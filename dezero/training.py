@@ -514,6 +514,7 @@ class Trainer:
         self._train_metrics = self._fresh_metrics()
         self._in_epoch = False  # a started epoch not finished yet (mid-epoch checkpoints)
         self._gpu_seed = None
+        self._last_lr = None
 
     # --- the loop ---------------------------------------------------------------------
     def fit(self, epochs: int, resume=None) -> list[dict[str, Any]]:
@@ -548,7 +549,6 @@ class Trainer:
         bar = self._progress_bar(epochs, done)
         loss_metric, others = self._train_metrics[0], self._train_metrics[1:]
         lr_attr = getattr(self.optimizer, "lr_attr", "lr")
-        lr = getattr(self.optimizer, lr_attr, None) if lr_attr else None
         while True:
             try:
                 x, t = next(batches)
@@ -558,7 +558,8 @@ class Trainer:
             loss = self.loss_fn(y, t)
             self.model.cleargrads()
             loss.backward()
-            lr = getattr(self.optimizer, lr_attr, None) if lr_attr else None
+            if lr_attr:
+                self._last_lr = getattr(self.optimizer, lr_attr, None)
             self.optimizer.update()
             self.iteration += 1
             if self.scheduler is not None and self.schedule_per == "iteration":
@@ -581,8 +582,8 @@ class Trainer:
         logs.update(self._results(self._train_metrics))
         if self.val_loader is not None:
             logs.update({"val_" + k: v for k, v in self.evaluate(self.val_loader).items()})
-        if lr is not None:
-            logs["lr"] = float(lr)
+        if self._last_lr is not None:
+            logs["lr"] = float(self._last_lr)  # the rate of the epoch's last update
         logs["time"] = time.perf_counter() - start
         self.epoch += 1
         self._in_epoch = False
@@ -666,6 +667,7 @@ class Trainer:
             "epoch": self.epoch,
             "iteration": self.iteration,
             "in_epoch": self._in_epoch,
+            "last_lr": self._last_lr,
             "history": self.history,
             "train_metrics": [m.state_dict() for m in self._train_metrics],
             "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()}
@@ -739,6 +741,7 @@ class Trainer:
             cb.load_state_dict(s["state"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self._in_epoch = bool(state["in_epoch"])
+        self._last_lr = state["last_lr"]
         self.history = [dict(h) for h in state["history"]]
         self._gpu_seed = state["rng"]["gpu_seed"]
         np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002  (last: after init draws)
