@@ -51,7 +51,7 @@ def test_own_generator_leaves_the_global_one_alone():
     firsts(loader)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
     assert firsts(DataLoader(pairs(), 4, rng=7)) == firsts(DataLoader(pairs(), 4, rng=7))
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator, an int seed"):
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator, an int seed"):
         DataLoader(pairs(), 4, rng="seed")
 
 
