@@ -49,7 +49,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -58,6 +57,7 @@ import numpy as np
 from dezero import cuda
 from dezero.core import no_grad, test_mode
 from dezero.metrics import Mean, MeanLoss, Metric
+from dezero.serialization import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 
 __all__ = [
     "CSVLogger",
@@ -70,13 +70,6 @@ __all__ = [
 ]
 
 _FORMAT = "dezero-trainer-1"
-
-
-def _checkpoint_io():
-    """save_checkpoint / load_checkpoint / CheckpointError (model + optimizer + extras)."""
-    from dezero.optimizers import CheckpointError, load_checkpoint, save_checkpoint
-
-    return save_checkpoint, load_checkpoint, CheckpointError
 
 
 def _is_scalar(value) -> bool:
@@ -302,17 +295,9 @@ class ModelCheckpoint(Callback):
 
 
 def _write_atomic(path, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 class CSVLogger(Callback):
@@ -690,27 +675,30 @@ class Trainer:
         """
         if not self.is_root:
             return
-        save_checkpoint, _, _ = _checkpoint_io()
         save_checkpoint(path, self.model, self.optimizer, trainer=self.state_dict())
 
     def load_checkpoint(self, path) -> None:
         """Restore ``save_checkpoint(path)`` into this Trainer (its model may still be lazy).
 
-        Everything is checked before anything changes. NumPy's global RNG is restored last,
-        after whatever random draws building the model made.
+        The model and the optimizer are checked before either changes; the Trainer's own
+        state (callbacks, scheduler, loaders) is checked before any of it changes, after the
+        model and optimizer were loaded. NumPy's global RNG is restored last, after
+        whatever random draws building the model made.
+
+        Raises:
+            FileNotFoundError, CheckpointError (a ValueError) naming the path and the problem.
         """
-        _, load_checkpoint, CheckpointError = _checkpoint_io()
         where = repr(os.fspath(path))
         extra = load_checkpoint(path, self.model, self.optimizer)
         state = extra.get("trainer")
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise CheckpointError(
                 f"{where} is a model checkpoint without a Trainer's state "
-                f"(written by dezero.optimizers.save_checkpoint, not Trainer.save_checkpoint)"
+                f"(written by dezero.serialization.save_checkpoint, not Trainer.save_checkpoint)"
             )
-        self._load_state(state, where, CheckpointError)
+        self._load_state(state, where)
 
-    def _load_state(self, state, where, CheckpointError) -> None:
+    def _load_state(self, state, where) -> None:
         problems = []
         if (self.scheduler is None) != ("scheduler" not in state):
             problems.append("the checkpoint was written "

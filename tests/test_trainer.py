@@ -11,9 +11,9 @@ import dezero
 import dezero.functions as F
 import dezero.layers as L
 from dezero import DataLoader, optimizers
-from dezero.layers import CheckpointError
 from dezero.metrics import F1, Accuracy, TopKAccuracy
 from dezero.models import MLP, Model
+from dezero.serialization import CheckpointError
 from dezero.training import (
     Callback,
     CSVLogger,
