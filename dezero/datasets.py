@@ -18,7 +18,13 @@ import zlib
 import numpy as np
 
 from dezero import transforms
-from dezero.download import DownloadError, _check_file, get_cache_dir, get_file
+from dezero.download import (
+    DownloadError,
+    OfflineError,
+    _check_file,
+    get_cache_dir,
+    get_file,
+)
 
 __all__ = [
     "CIFAR10",
@@ -293,8 +299,11 @@ class MNIST(Dataset):
 
     def prepare(self):
         image_file, label_file = self.train_files if self.train else self.test_files
-        image_path = _fetch(image_file, self.mirrors)
-        label_path = _fetch(label_file, self.mirrors)
+        try:
+            image_path = _fetch(image_file, self.mirrors)
+            label_path = _fetch(label_file, self.mirrors)
+        except OfflineError as e:
+            raise self._offline_error(e) from e
         self.data = _read_idx(image_path, 2051, (28, 28))[:, np.newaxis]
         self.label = _read_idx(label_path, 2049, ()).astype(np.int32)
         if len(self.data) != len(self.label):
@@ -302,6 +311,22 @@ class MNIST(Dataset):
                 f"MNIST files disagree: {image_path!r} has {len(self.data)} images but "
                 f"{label_path!r} has {len(self.label)} labels"
             )
+
+    @classmethod
+    def _offline_error(cls, first: OfflineError) -> OfflineError:
+        """One error naming every MNIST file missing from the cache folder, and the folder.
+
+        (``first``, the download's own error, is chained to it as its cause.)
+        """
+        folder = get_cache_dir()
+        missing = [name for name in cls.train_files + cls.test_files
+                   if not os.path.exists(os.path.join(folder, name))]
+        return OfflineError(
+            f"MNIST cannot be downloaded: the network looks unreachable.\n"
+            f"Missing from {folder!r}: "
+            f"{', '.join(missing)}. Put these files there (from any MNIST mirror, e.g. "
+            f"{cls.mirrors[0]}), or set DEZERO_DATA_DIR to a folder that holds all four."
+        )
 
     def show(self, row=10, col=10):
         """Show a grid of random images with matplotlib."""

@@ -402,3 +402,15 @@ def test_imagenet_labels_from_local_file(cache):
         ImageNet.labels()
     with pytest.raises(NotImplementedError, match=r"ImageNet\.labels"):
         ImageNet()
+
+
+def test_mnist_offline_names_every_missing_file_at_once(cache, monkeypatch):
+    monkeypatch.setattr(MNIST, "mirrors", (_closed_port_url(),))
+    (cache / "train-labels-idx1-ubyte.gz").write_bytes(b"present")  # only this one is there
+    with pytest.raises(OfflineError) as info:
+        MNIST(train=True)
+    message = str(info.value)
+    assert (f"Missing from {str(cache)!r}: train-images-idx3-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz.") in message
+    assert "train-labels" not in message
+    assert isinstance(info.value.__cause__, OfflineError)

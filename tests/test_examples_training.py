@@ -80,38 +80,78 @@ def test_mnist_one_epoch_on_a_subset(tmp_path, monkeypatch, no_download, capsys)
     )
     assert result["dataset"] == "MNIST"
     history = result["history"]
-    assert history["test_acc"][-1] >= 0.8  # 50 updates on 5,000 images
+    assert history[-1]["val_acc"] >= 0.8  # 50 updates on 5,000 images
     text = capsys.readouterr().out
-    assert "epoch  1/1  train loss" in text and "test loss" in text
+    assert "epoch 1/1  loss " in text and " val_loss " in text
     assert "final test accuracy (MNIST, 5000 test samples)" in text
     assert (out_dir / "mnist_curves.png").read_bytes()[:8] == PNG_MAGIC
     saved = json.loads((out_dir / "history.json").read_text())
-    assert saved["test_acc"] == history["test_acc"] and saved["dataset"] == "MNIST"
+    assert saved["history"] == history and saved["dataset"] == "MNIST"
+    assert (out_dir / "history.csv").read_text().startswith("epoch,iteration,loss,acc,")
+    assert sorted(os.listdir(out_dir / "checkpoints")) == ["epoch-0001.ckpt"]
     # The saved weights load into a fresh model and give the reported test accuracy.
     model = MLP((1000, 1000, 10), activation=F.relu)
     model.load_weights(result["weights"])
     test = datasets.MNIST(train=False)
     x, t = test.get_batch(np.arange(5000))
     acc = float(F.accuracy(model(x), t).data)
-    assert acc == pytest.approx(history["test_acc"][-1], abs=1e-6)
+    assert acc == pytest.approx(history[-1]["val_acc"], abs=1e-6)
 
 
-def test_mnist_falls_back_to_spiral_offline(tmp_path, no_download, capsys):
+def test_mnist_falls_back_to_spiral_offline(tmp_path, no_download, capsys, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
+    monkeypatch.setenv("DEZERO_DATA_DIR", str(empty))
     out_dir = tmp_path / "out"
-    result = load("mnist").main(
-        ["--data-dir", str(empty), "--epochs", "2", "--out", str(out_dir), "--no-progress"]
-    )
+    result = load("mnist").main(["--epochs", "2", "--out", str(out_dir), "--no-progress"])
     text = capsys.readouterr().out
-    assert "MNIST is not available" in text and "train-images-idx3-ubyte.gz" in text
-    assert str(empty) in text
+    assert "MNIST is not available" in text
+    assert (f"Missing from {str(empty)!r}: train-images-idx3-ubyte.gz, "
+            f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+            f"t10k-labels-idx1-ubyte.gz") in text
     assert "Training on the built-in Spiral data instead" in text
     assert result["dataset"].startswith("Spiral")
-    assert len(result["history"]["test_acc"]) == 60
-    assert result["history"]["test_acc"][-1] >= 0.9
+    assert len(result["history"]) == 60
+    assert result["history"][-1]["val_acc"] >= 0.9
     assert (out_dir / "spiral_curves.png").read_bytes()[:8] == PNG_MAGIC
     assert (out_dir / "spiral_mlp.npz").exists()
+    # non-TTY output: one line per epoch, no progress bars
+    assert sum(line.startswith("epoch ") for line in text.splitlines()) == 60
+
+
+def test_mnist_explicit_data_dir_without_the_files_is_an_error(tmp_path, no_download):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as info:
+        load("mnist").main(["--data-dir", str(empty), "--out", str(tmp_path / "out")])
+    message = str(info.value.code)
+    assert message.startswith(f"error: --data-dir {str(empty)!r} does not hold MNIST")
+    assert "t10k-labels-idx1-ubyte.gz" in message and "train-images-idx3-ubyte.gz" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_mnist_resume_continues_an_interrupted_run_bit_for_bit(tmp_path, no_download, capsys,
+                                                               monkeypatch):
+    from dezero.training import Trainer
+
+    monkeypatch.setenv("DEZERO_DATA_DIR", str(tmp_path))  # no MNIST: the quick Spiral run
+    whole = load("mnist").main(["--epochs", "2", "--hidden", "10", "--no-progress",
+                                "--out", str(tmp_path / "whole")])
+    args = ["--epochs", "2", "--hidden", "10", "--no-progress", "--out", str(tmp_path / "out")]
+    fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, epochs, resume=None: fit(self, 31, resume))
+    load("mnist").main(args)  # interrupted after 31 of the 60 Spiral epochs
+    monkeypatch.setattr(Trainer, "fit", fit)
+    resumed = load("mnist").main([*args, "--resume"])
+    assert "resuming from " + str(tmp_path / "out" / "checkpoints" / "epoch-0031.ckpt") in (
+        capsys.readouterr().out)
+
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "time"} for h in history]
+
+    assert strip(resumed["history"]) == strip(whole["history"])
+    a, b = np.load(whole["weights"]), np.load(resumed["weights"])
+    assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_mnist_rejects_unknown_optimizer(capsys):
@@ -149,11 +189,12 @@ def test_mnist_gpu_flag_without_gpu(capsys):
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "adadelta", "adam", "adamw"])
-def test_mnist_every_optimizer_trains(name, tmp_path, no_download):
+def test_mnist_every_optimizer_trains(name, tmp_path, no_download, monkeypatch):
     """Each optimizer choice runs end to end (on the Spiral fallback, which is quick)."""
+    monkeypatch.setenv("DEZERO_DATA_DIR", str(tmp_path))
     result = load("mnist").main(
-        ["--data-dir", str(tmp_path), "--optimizer", name, "--epochs", "1", "--hidden", "20",
+        ["--optimizer", name, "--epochs", "1", "--hidden", "20",
          "--out", str(tmp_path / "out"), "--no-progress"]
     )
-    losses = result["history"]["train_loss"]
+    losses = [h["loss"] for h in result["history"]]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
