@@ -14,7 +14,8 @@ with --temperature), prints them and saves them to --out.
                                 [--gpu]
 
 Without --text it trains on Tiny Shakespeare (``dezero.datasets.Shakespear``, downloaded
-into the cache folder the first time). --steps counts time steps (characters per stream);
+into the cache folder the first time); offline and without it, the script says where to put
+the file and trains on a few bundled sonnets (``examples/data/sonnets.txt``) instead. --steps counts time steps (characters per stream);
 the loader starts a new epoch when the text runs out.
 """
 
@@ -142,6 +143,26 @@ def sample(model, dataset, length, prime="", temperature=1.0, rng=None, xp=np):
     return "".join(out)
 
 
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sonnets.txt")
+
+
+def load_shakespeare():
+    """(dataset, name): Tiny Shakespeare, or the bundled sonnets when it cannot be had."""
+    from dezero.datasets import Shakespear
+    from dezero.utils import DownloadError, get_cache_dir
+
+    try:
+        return Shakespear(), "Tiny Shakespeare"
+    except (DownloadError, OSError) as e:
+        folder = os.path.join(get_cache_dir(), Shakespear.file_name)
+        print(f"Tiny Shakespeare is not available ({type(e).__name__}).\n"
+              f"To train on it, save {Shakespear.url} as {folder!r} (or set "
+              f"DEZERO_DATA_DIR to a folder holding it), or pass --text FILE with any UTF-8 "
+              f"text.\nTraining on the bundled {BUNDLED!r} instead (four sonnets: expect "
+              f"a model that mostly memorises them).", flush=True)
+        return TextFile(BUNDLED), "bundled sonnets"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("--text", default=None, help="a UTF-8 text file (default: Shakespear)")
@@ -170,10 +191,7 @@ def main(argv=None):
     np.random.seed(args.seed)  # noqa: NPY002  (dezero draws initial weights from it)
 
     if args.text is None:
-        from dezero.datasets import Shakespear
-
-        dataset = Shakespear()
-        source = "Tiny Shakespeare"
+        dataset, source = load_shakespeare()
     else:
         dataset = TextFile(args.text)
         source = args.text

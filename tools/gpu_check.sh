@@ -17,6 +17,15 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEN
 summary=()
 note() { summary+=("$1"); }
 
+# Without a usable GPU every check below would be skipped and the run would look green: stop.
+gpu=$($PY -c "from dezero import cuda; print('ok' if cuda.gpu_enable else 'CuPy is missing or sees no CUDA device')" 2>&1 | tail -1)
+if [ "$gpu" != ok ]; then
+    echo "gpu-check: FAILED: no usable GPU for $PY ($gpu), so nothing was checked." \
+         'Run it on a machine with a CUDA GPU and CuPy (pip install -e ".[gpu]"),' \
+         "or set PYTHON to a Python that has them." >&2
+    exit 2
+fi
+
 echo "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY - <<'PYEOF'
