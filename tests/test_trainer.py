@@ -512,3 +512,36 @@ def test_comm_rank_zero_writes_and_metrics_are_summed(tmp_path, capsys):
     single, _ = build(data)
     single.fit(1)
     assert strip_time(single.history) == strip_time(trainer.history)
+
+
+@pytest.mark.gpu
+def test_resume_on_the_gpu_at_an_epoch_boundary(tmp_path):
+    """CuPy's generator has no state to save: the Trainer reseeds it per epoch from a saved base."""
+    from dezero import cuda
+
+    cp = cuda.cupy
+    data = spiral_like()
+
+    def make():
+        trainer, _ = build(data)
+        trainer.model.to_gpu()
+        trainer.train_loader.to_gpu()
+        trainer.val_loader.to_gpu()
+        return trainer
+
+    np.random.seed(3)
+    cp.random.seed(3)
+    straight = make()
+    straight.fit(4)
+    assert isinstance(straight.model.l1.W.data, cp.ndarray)
+    np.random.seed(3)
+    cp.random.seed(3)
+    first = make()
+    first.fit(2)
+    first.save_checkpoint(tmp_path / "gpu.ckpt")
+    np.random.seed(99)
+    cp.random.seed(99)
+    resumed = make()
+    resumed.fit(4, resume=tmp_path / "gpu.ckpt")
+    assert isinstance(resumed.model.l1.W.data, cp.ndarray)
+    assert_same_run(straight, resumed)
