@@ -15,8 +15,9 @@ with --temperature), prints them and saves them to --out.
 
 Without --text it trains on Tiny Shakespeare (``dezero.datasets.Shakespear``, downloaded
 into the cache folder the first time); offline and without it, the script says where to put
-the file and trains on a few bundled sonnets (``examples/data/sonnets.txt``) instead. --steps counts time steps (characters per stream);
-the loader starts a new epoch when the text runs out.
+the file and trains on a few bundled sonnets (``examples/data/sonnets.txt``) instead.
+--steps counts time steps (characters per stream); the loader starts a new epoch when the
+text runs out.
 """
 
 from __future__ import annotations
