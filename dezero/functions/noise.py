@@ -72,7 +72,7 @@ def dropout(x, dropout_ratio: float = 0.5, *, mask=None):
     variable([2. 0. 2. 0.], dtype=float32)
     >>> with dezero.test_mode():
     ...     dropout(x, 0.5)
-    variable([1. 1. 1. 1.])
+    variable([1. 1. 1. 1.], dtype=float32)
     """
     x = as_variable(x)
     ratio = float(dropout_ratio)
