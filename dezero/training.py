@@ -585,12 +585,20 @@ class Trainer:
         taken over every process's batches.
         """
         metrics = self._fresh_metrics()
-        with no_grad(), test_mode():
-            for x, t in loader:
-                y = self.model(x)
-                metrics[0].update(self.loss_fn(y, t), t)
-                for m in metrics[1:]:
-                    m.update(y.data, t)
+        # a model with train()/eval() modes is put in eval for the pass and back after it
+        was_training = getattr(self.model, "training", None)
+        if was_training is not None:
+            self.model.eval()
+        try:
+            with no_grad(), test_mode():
+                for x, t in loader:
+                    y = self.model(x)
+                    metrics[0].update(self.loss_fn(y, t), t)
+                    for m in metrics[1:]:
+                        m.update(y.data, t)
+        finally:
+            if was_training is not None:
+                self.model.train(was_training)
         return self._results(metrics)
 
     def _fresh_metrics(self) -> list[Metric]:

@@ -545,3 +545,26 @@ def test_resume_on_the_gpu_at_an_epoch_boundary(tmp_path):
     resumed.fit(4, resume=tmp_path / "gpu.ckpt")
     assert isinstance(resumed.model.l1.W.data, cp.ndarray)
     assert_same_run(straight, resumed)
+
+
+def test_evaluate_puts_a_model_with_modes_in_eval_and_back():
+    calls = []
+
+    class Moded(Net):
+        training = True
+
+        def train(self, mode=True):
+            calls.append(("train", mode))
+            self.training = mode
+            return self
+
+        def eval(self):
+            calls.append(("eval",))
+            self.training = False
+            return self
+
+    model = Moded()
+    trainer = Trainer(model, optimizers.SGD().setup(model), F.softmax_cross_entropy,
+                      DataLoader(list(zip(*spiral_like(10))), 5), verbose=False)
+    trainer.evaluate(DataLoader(list(zip(*spiral_like(10))), 5))
+    assert calls == [("eval",), ("train", True)] and model.training is True
