@@ -581,24 +581,19 @@ class Trainer:
     def evaluate(self, loader) -> dict[str, Any]:
         """The loss and the metrics over ``loader``, under ``no_grad()`` and ``test_mode()``.
 
+        ``test_mode()`` runs every layer in test mode whatever its ``train()``/``eval()``
+        mode, and leaves those modes as they are (training, in turn, respects them: a layer
+        put in ``eval()``, such as a frozen BatchNorm, stays in test mode while training).
         Returns ``{'loss': ..., <metric name>: ...}``; in a distributed run the sums are
         taken over every process's batches.
         """
         metrics = self._fresh_metrics()
-        # a model with train()/eval() modes is put in eval for the pass and back after it
-        was_training = getattr(self.model, "training", None)
-        if was_training is not None:
-            self.model.eval()
-        try:
-            with no_grad(), test_mode():
-                for x, t in loader:
-                    y = self.model(x)
-                    metrics[0].update(self.loss_fn(y, t), t)
-                    for m in metrics[1:]:
-                        m.update(y.data, t)
-        finally:
-            if was_training is not None:
-                self.model.train(was_training)
+        with no_grad(), test_mode():
+            for x, t in loader:
+                y = self.model(x)
+                metrics[0].update(self.loss_fn(y, t), t)
+                for m in metrics[1:]:
+                    m.update(y.data, t)
         return self._results(metrics)
 
     def _fresh_metrics(self) -> list[Metric]:

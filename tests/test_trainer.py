@@ -547,24 +547,14 @@ def test_resume_on_the_gpu_at_an_epoch_boundary(tmp_path):
     assert_same_run(straight, resumed)
 
 
-def test_evaluate_puts_a_model_with_modes_in_eval_and_back():
-    calls = []
-
-    class Moded(Net):
-        training = True
-
-        def train(self, mode=True):
-            calls.append(("train", mode))
-            self.training = mode
-            return self
-
-        def eval(self):
-            calls.append(("eval",))
-            self.training = False
-            return self
-
-    model = Moded()
+def test_evaluate_runs_in_test_mode_and_leaves_the_layers_modes_alone():
+    model = Net()
+    model.l2.eval()  # e.g. a frozen part of a model
     trainer = Trainer(model, optimizers.SGD().setup(model), F.softmax_cross_entropy,
                       DataLoader(list(zip(*spiral_like(10))), 5), verbose=False)
-    trainer.evaluate(DataLoader(list(zip(*spiral_like(10))), 5))
-    assert calls == [("eval",), ("train", True)] and model.training is True
+    trainer.fit(1)
+    with dezero.test_mode():
+        expected = F.softmax_cross_entropy(model(spiral_like(10)[0]), spiral_like(10)[1])
+    result = trainer.evaluate(DataLoader(list(zip(*spiral_like(10))), 10, shuffle=False))
+    assert result["loss"] == pytest.approx(float(expected.data), rel=1e-6)
+    assert model.training and model.l1.training and not model.l2.training
