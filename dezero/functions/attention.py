@@ -205,10 +205,10 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal: bool = False,
     >>> v = np.array([[[1.0, 0.0], [3.0, 2.0]]], dtype=np.float32)
     >>> scaled_dot_product_attention(q, k, v)
     variable([[[2. 1.]
-               [2. 1.]]])
+               [2. 1.]]], dtype=float32)
     >>> scaled_dot_product_attention(q, k, v, causal=True)
     variable([[[1. 0.]
-               [2. 1.]]])
+               [2. 1.]]], dtype=float32)
     """
     qd, kd, vd = (x.data if isinstance(x, Variable) else x for x in (q, k, v))
     shapes = f"q {tuple(qd.shape)}, k {tuple(kd.shape)}, v {tuple(vd.shape)}"
