@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dezero import cuda, utils
-from dezero.utils import OfflineError
+from dezero import cuda, download
+from dezero.download import OfflineError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -96,7 +96,7 @@ def test_char_rnn_offline_falls_back_to_the_bundled_text(tmp_path, monkeypatch, 
     def offline(url, path, *args, **kwargs):
         raise OfflineError(f"could not download {os.path.basename(path)!r} (test: offline)")
 
-    monkeypatch.setattr(utils, "_download", offline)
+    monkeypatch.setattr(download, "_download", offline)
     monkeypatch.setenv("DEZERO_DATA_DIR", str(tmp_path / "cache"))
     result = load("char_rnn").main([
         "--steps", "20", "--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "10",
