@@ -370,7 +370,8 @@ def test_parameters_and_buffers_are_named_initializers(tmp_path):
     proto = donnx.export(model, randn(2, 3, 8, 8), tmp_path / "m.onnx",
                          input_names=["image"], output_names=["logp"])
     names = {i.name for i in proto.graph.initializer}
-    assert {"conv1/W", "conv1/b", "bn1/gamma", "bn2/beta", "fc/W", "fc/b"} <= names
+    assert {"conv1/W", "conv1/b", "bn1/gamma", "bn2/beta", "fc/W", "fc/b", "bn1/avg_mean",
+            "bn1/avg_var", "bn2/avg_mean", "bn2/avg_var"} <= names
     assert [i.name for i in proto.graph.input] == ["image"]
     assert [o.name for o in proto.graph.output] == ["logp"]
     assert proto.opset_import[0].version == donnx._export.newest_opset()
