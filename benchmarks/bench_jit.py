@@ -18,12 +18,14 @@ threaded there); the MNIST cases use the thread count of the run (``--threads``)
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_jit.py) or imported by run.py
-    from common import Table, bench_main, profile_call, timeit, torch_or_none
+    from common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
 except ImportError:  # imported as benchmarks.bench_jit
-    from benchmarks.common import Table, bench_main, profile_call, timeit, torch_or_none
+    from benchmarks.common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
 
 import dezero
 import dezero.functions as F
@@ -235,6 +237,23 @@ def make_steps(make_model, make_opt, x, t, torch, torch_opt):
 # =============================================================================
 # the benchmark
 # =============================================================================
+def interleaved(fns: dict, repeat: int) -> dict:
+    """Time each of ``fns`` (name -> callable) in rounds that alternate between them, so
+    that a shared machine's load drifts hit all of them alike; Timings by name."""
+    numbers = {name: timeit(fn, repeat=1).number for name, fn in fns.items()}
+    samples: dict = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            samples[name].append(timeit(fn, repeat=1, number=numbers[name],
+                                        warmup=0).median)
+    out = {}
+    for name, xs in samples.items():
+        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else (
+            xs[0], xs[0], xs[0])
+        out[name] = Timing(statistics.median(xs), q3 - q1, repeat, numbers[name], xs)
+    return out
+
+
 def _with_threads(torch, n):
     if torch is None:
         return None
@@ -259,16 +278,16 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
     np_step()
     for a, b_ in zip(dz_grads(), np_grads()):
         np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)
-    t_eager = timeit(dz_step, repeat=repeat)
-    t_jit = timeit(jit_step, repeat=repeat)
-    t_np = timeit(np_step, repeat=repeat)
-    t_th = None
+    fns = {"eager": dz_step, "jit": jit_step, "numpy": np_step}
     if torch is not None:
         th_step, th_grads = make_chain_torch(torch, n_ops)
         th_step()
         for a, b_ in zip(dz_grads(), th_grads()):
             np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-5)
-        t_th = timeit(th_step, repeat=repeat)
+        fns["torch"] = th_step
+    times = interleaved(fns, repeat)
+    t_eager, t_jit, t_np, t_th = (times["eager"], times["jit"], times["numpy"],
+                                  times.get("torch"))
     chain = Table(f"chain of {n_ops} small ops, forward+backward, vs PyTorch eager (1 thread)",
                   unit="us")
     chain.add("dezero eager", t_eager, t_th)
@@ -287,9 +306,9 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
     steps, th, _ = make_steps(lambda: SmallMLP((20, 64, 64, 5)), optimizers.Adam, x, t,
                               torch, lambda ps: torch.optim.Adam(ps, lr=0.001))
     small = Table("MLP 20-64-64-5, Adam step, batch 32, vs PyTorch eager (1 thread)")
-    t_th = timeit(th, repeat=repeat) if th is not None else None
-    for case, fn in steps.items():
-        small.add(f"dezero {case}", timeit(fn, repeat=repeat), t_th)
+    times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
+    for case in steps:
+        small.add(f"dezero {case}", times[case], times.get("torch"))
     tables.append(small)
     if profile:
         profile_call(steps["jit"], calls=50, title="dezero jit, small MLP Adam step")
@@ -302,16 +321,16 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
     x, t = _data((784,), 10, 100)
     steps, th, _ = make_steps(lambda: SmallMLP((784, 1000, 1000, 10)),
                               lambda: optimizers.MomentumSGD(0.1, 0.9), x, t, torch, sgd)
-    t_th = timeit(th, repeat=repeat) if th is not None else None
-    for case, fn in steps.items():
-        mnist.add(f"MLP 784-1000-1000-10, {case}", timeit(fn, repeat=repeat), t_th, scale=1e3)
+    times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
+    for case in steps:
+        mnist.add(f"MLP 784-1000-1000-10, {case}", times[case], times.get("torch"), scale=1e3)
     if not quick:
         x, t = _data((1, 28, 28), 10, 100)
         steps, th, _ = make_steps(CNN, lambda: optimizers.MomentumSGD(0.1, 0.9), x, t, torch,
                                   sgd)
-        t_th = timeit(th, repeat=repeat) if th is not None else None
-        for case, fn in steps.items():
-            mnist.add(f"CNN conv32-conv64-fc, {case}", timeit(fn, repeat=repeat), t_th,
+        times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
+        for case in steps:
+            mnist.add(f"CNN conv32-conv64-fc, {case}", times[case], times.get("torch"),
                       scale=1e3)
     tables.append(mnist)
     return tables
