@@ -431,6 +431,25 @@ class CurvePlot(Callback):
 # =============================================================================
 # The Trainer
 # =============================================================================
+def _make_train_step(model, optimizer, loss_fn, jit: bool):
+    """The training step as a function of the batch: (output, loss). A closure over the
+    model and optimizer, so that ``dezero.jit`` keys its tape on the model's layer modes."""
+
+    def train_step(x, t):
+        y = model(x)
+        loss = loss_fn(y, t)
+        model.cleargrads()
+        loss.backward()
+        optimizer.update()
+        return y, loss
+
+    if jit:
+        from dezero.jit import jit as _jit
+
+        return _jit(train_step)
+    return train_step
+
+
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``loss_fn(model(x), t)`` over ``train_loader``.
 
@@ -460,6 +479,11 @@ class Trainer:
         is installed). Without one, one line per epoch.
     verbose : bool
         Print that line (and the callbacks' messages).
+    jit : bool
+        Run the training step (forward, loss, backward, update) through ``dezero.jit``:
+        recorded at the first batch of each shape, replayed after (the same results; see
+        the jit rules in the README). Not with ``comm`` (the gradient averaging is not a
+        replayable array operation).
 
     Attributes: ``epoch`` (epochs completed), ``iteration`` (updates made), ``history``
     (one dict per epoch: epoch, iteration, loss and the metrics, val_* values, lr, time in
@@ -470,7 +494,7 @@ class Trainer:
     def __init__(self, model, optimizer, loss_fn: Callable, train_loader, val_loader=None,
                  metrics=None, callbacks=None, *, scheduler=None,
                  schedule_per: str = "iteration", comm=None, progress: bool | None = None,
-                 verbose: bool = True):
+                 verbose: bool = True, jit: bool = False):
         if schedule_per not in ("iteration", "epoch"):
             raise ValueError(f"schedule_per must be 'iteration' or 'epoch', got {schedule_per!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
@@ -500,6 +524,16 @@ class Trainer:
         self._in_epoch = False  # a started epoch not finished yet (mid-epoch checkpoints)
         self._gpu_seed = None
         self._last_lr = None
+        if jit and comm is not None:
+            raise ValueError("Trainer: jit=True cannot be combined with comm (distributed "
+                             "gradient averaging runs on the host, outside a replayed step)")
+        self._train_step = _make_train_step(model, optimizer, loss_fn, jit)
+
+    @property
+    def jit_stats(self) -> dict | None:
+        """``stats()`` of the jitted training step (None without ``jit=True``)."""
+        stats = getattr(self._train_step, "stats", None)
+        return None if stats is None else stats()
 
     # --- the loop ---------------------------------------------------------------------
     def fit(self, epochs: int, resume=None) -> list[dict[str, Any]]:
@@ -539,13 +573,9 @@ class Trainer:
                 x, t = next(batches)
             except StopIteration:
                 break
-            y = self.model(x)
-            loss = self.loss_fn(y, t)
-            self.model.cleargrads()
-            loss.backward()
-            if lr_attr:
+            if lr_attr:  # the rate this update uses
                 self._last_lr = getattr(self.optimizer, lr_attr, None)
-            self.optimizer.update()
+            y, loss = self._train_step(x, t)
             self.iteration += 1
             if self.scheduler is not None and self.schedule_per == "iteration":
                 self.scheduler.step()

@@ -11,7 +11,7 @@ which ``--resume`` continues bit for bit.
 
     python examples/mnist.py [--epochs 10] [--batch-size 100] [--optimizer momentum]
                              [--lr LR] [--hidden 1000] [--seed 0] [--out mnist_out]
-                             [--data-dir DIR] [--limit N] [--resume] [--gpu]
+                             [--data-dir DIR] [--limit N] [--resume] [--gpu] [--jit]
 
 MNIST is read from ``--data-dir``, else the cache folder (``DEZERO_DATA_DIR`` or
 ``~/.dezero``), where it is downloaded when missing. Without ``--data-dir``, when MNIST cannot
@@ -89,6 +89,8 @@ def build_parser():
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in OUT/checkpoints")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU (CuPy)")
+    parser.add_argument("--jit", action="store_true",
+                        help="record the training step once and replay it (dezero.jit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -142,7 +144,7 @@ def main(argv=None):
         print("matplotlib is not installed: no plot (pip install matplotlib)")
     trainer = Trainer(model, optimizer, F.softmax_cross_entropy, train_loader, test_loader,
                       metrics=[Accuracy()], callbacks=callbacks, scheduler=scheduler,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None, jit=args.jit)
     print(f"{name}: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
           f"MLP{sizes} ReLU; {args.optimizer} lr {lr} ({args.schedule} schedule); "
           f"batch {batch_size}; {epochs} epochs; {'GPU' if args.gpu else 'CPU'}", flush=True)

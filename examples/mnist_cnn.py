@@ -15,7 +15,7 @@ curves (``mnist_cnn_curves.png``).
 
     python examples/mnist_cnn.py [--epochs 5] [--batch-size 100] [--optimizer adam]
                                  [--lr LR] [--channels 32 64] [--seed 0]
-                                 [--out mnist_cnn_out] [--data-dir DIR] [--gpu]
+                                 [--out mnist_cnn_out] [--data-dir DIR] [--gpu] [--jit]
 
 MNIST is read from ``--data-dir``, else the cache folder (``DEZERO_DATA_DIR`` or
 ``~/.dezero``), and downloaded there when missing; offline and without the files, the
@@ -105,6 +105,8 @@ def build_parser():
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N training and N test images (quick runs)")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU (CuPy)")
+    parser.add_argument("--jit", action="store_true",
+                        help="record the training step once and replay it (dezero.jit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -150,7 +152,7 @@ def main(argv=None):
         print("matplotlib is not installed: no plot (pip install matplotlib)")
     trainer = Trainer(model, optimizer, F.softmax_cross_entropy, train_loader, test_loader,
                       metrics=[Accuracy()], callbacks=callbacks, scheduler=scheduler,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None, jit=args.jit)
     c1, c2 = args.channels
     print(f"MNIST: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
           f"CNN conv3x3({c1})-relu-pool, conv3x3({c2})-relu-pool, linear(10); "

@@ -558,3 +558,29 @@ def test_gpt_example_with_jit_trains_exactly_as_without(tmp_path, monkeypatch, c
         (h["train"], h["val"]) for h in jitted["history"]]
     assert plain["sample"] == jitted["sample"]
     capsys.readouterr()
+
+
+def test_trainer_with_jit_trains_exactly_as_without():
+    from dezero.dataloaders import DataLoader
+    from dezero.datasets import Spiral
+    from dezero.training import Trainer
+
+    def train(jit):
+        np.random.seed(0)  # noqa: NPY002
+        model = MLP((16, 3), activation=F.relu)
+        model(np.zeros((1, 2), np.float32))
+        opt = optimizers.MomentumSGD(0.1).setup(model)
+        opt.add_hook(optimizers.WeightDecay(1e-4))
+        trainer = Trainer(model, opt, F.softmax_cross_entropy, DataLoader(Spiral(), 32),
+                          DataLoader(Spiral(train=False), 100, shuffle=False),
+                          scheduler=optimizers.CosineAnnealingLR(opt, 20), verbose=False,
+                          progress=False, jit=jit)
+        history = trainer.fit(2)
+        return history, [p.data.copy() for p in model.params()], trainer.jit_stats
+
+    (h1, p1, s1), (h2, p2, s2) = train(False), train(True)
+    assert s1 is None and s2["traces"] == 2  # batches of 32, and the last one of 12
+    assert s2["replays"] == 2 * 10 - 2
+    assert [{k: v for k, v in h.items() if k != "time"} for h in h1] == [
+        {k: v for k, v in h.items() if k != "time"} for h in h2]
+    assert all(np.array_equal(a, b) for a, b in zip(p1, p2))
