@@ -491,29 +491,32 @@ class Adam(Optimizer):
         # slots. Elementwise, so each element gets exactly the per-parameter arithmetic;
         # what it saves is the per-call cost of a dozen ufuncs for every small parameter.
         live = [(p, g) for p, g in zip(params, grads) if g is not None]
-        group_of = self._group_of
-        hs = [h[group_of.get(id(p), 0)] for p, _ in live]
+        if len(h) == 1:
+            hs = [h[0]] * len(live)
+        else:
+            group_of = self._group_of
+            hs = [h[group_of.get(id(p), 0)] for p, _ in live]
         dtype = live[0][1].dtype if live else None
         if (len(live) < 2 or any(type(g) is not np.ndarray or g.dtype != dtype
                                  or p.data.dtype != dtype for p, g in live)
-                or any(x[k] != hs[0][k] for x in hs[1:] for k in self._FUSED)):
+                or (len(h) > 1 and any(x[k] != hs[0][k] for x in hs[1:] for k in self._FUSED))):
             super()._update_all(params, grads, h)
             return
         for (p, _), hp in zip(live, hs):
             self._before_step(p, hp)
-        m, v = self._flat_moments([p for p, _ in live])
+        m, v, g, step, views = self._flat_moments([p for p, _ in live])
         h0 = hs[0]
-        g = np.concatenate([g.ravel() for _, g in live])
+        np.concatenate([g.ravel() for _, g in live], out=g)
         m += h0["1-beta1"] * (g - m)
-        v += h0["1-beta2"] * (g * g - v)
-        denom = np.sqrt(v)
-        denom += h0["eps"]
-        step = h0["lr"] * m / denom
-        start = 0
-        for p, _ in live:
-            data = p.data
-            data -= step[start:start + data.size].reshape(data.shape)
-            start += data.size
+        g *= g
+        g -= v
+        g *= h0["1-beta2"]
+        v += g  # v += (1 - beta2) * (g * g - v), in the gradient's buffer
+        np.sqrt(v, out=step)
+        step += h0["eps"]
+        np.divide(h0["lr"] * m, step, out=step)
+        for (p, _), view in zip(live, views):
+            p.data -= view
 
     def _before_step(self, param, h) -> None:
         pass
@@ -524,7 +527,7 @@ class Adam(Optimizer):
         key = tuple(id(p) for p in params)
         flat = getattr(self, "_flat", None)
         if flat is not None and flat[0] == key and flat[1] is self._state:
-            return flat[2], flat[3]
+            return flat[2:]
         moments = []
         for name in ("m", "v"):
             parts = [self.slot(p, name) for p in params]
@@ -535,8 +538,13 @@ class Adam(Optimizer):
                     a.shape)
                 start += a.size
             moments.append(whole)
-        self._flat = (key, self._state, *moments)
-        return moments
+        g, step = np.empty_like(moments[0]), np.empty_like(moments[0])  # work buffers
+        views, start = [], 0
+        for p in params:
+            views.append(step[start:start + p.data.size].reshape(p.data.shape))
+            start += p.data.size
+        self._flat = (key, self._state, *moments, g, step, views)
+        return self._flat[2:]
 
 
 class AdamW(Adam):
