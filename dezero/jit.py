@@ -711,6 +711,11 @@ class _JitFunction:
             key.append(tuple([getattr(la, "training", True) for la in self._layers]))
         key = tuple(key)
         tape = self._cache.get(key)
+        if tape is not None and tape.buffers:
+            for layer, name, array in tape.buffers:
+                if layer.__dict__.get(name) is not array:  # replaced (load_state_dict)
+                    tape = None  # the Functions of the tape hold the old arrays: record anew
+                    break
         if tape is None:
             return self._trace(key, leaves, args, kwargs)
         self._cache.move_to_end(key)
@@ -763,6 +768,9 @@ class _JitFunction:
 
     def _trace(self, key, leaves, args, kwargs):
         result, tape = self._record(leaves, args, kwargs)
+        # the layers' buffers (BatchNorm's running statistics), which Functions may hold
+        tape.buffers = [(la, name, la.__dict__.get(name)) for la in self._layers or ()
+                        for name in getattr(la, "_buffers", ())]
         self._counts["traces"] += 1
         if self._counts["traces"] > 1:
             self._counts["retraces"] += 1

@@ -584,3 +584,20 @@ def test_trainer_with_jit_trains_exactly_as_without():
     assert [{k: v for k, v in h.items() if k != "time"} for h in h1] == [
         {k: v for k, v in h.items() if k != "time"} for h in h2]
     assert all(np.array_equal(a, b) for a, b in zip(p1, p2))
+
+
+def test_running_statistics_replaced_by_load_state_dict_retrace():
+    (m1, o1), (m2, o2) = _twins(_cnn_make)
+    eager, step = _train_step(m1, o1), dezero.jit(_train_step(m2, o2))
+    batches = _batches(4, (6, 1, 12, 12), 5)
+    for x, t in batches[:2]:
+        eager(x, t)
+        step(x, t)
+    other, _ = _cnn_make()  # another model's weights and running statistics
+    m1.load_state_dict(other.state_dict())
+    m2.load_state_dict(other.state_dict())
+    for x, t in batches[2:]:
+        eager(x, t)
+        step(x, t)
+    _assert_same_models(m1, m2, o1, o2)
+    assert step.stats()["traces"] == 2  # the new buffers: recorded again
