@@ -601,3 +601,22 @@ def test_running_statistics_replaced_by_load_state_dict_retrace():
         step(x, t)
     _assert_same_models(m1, m2, o1, o2)
     assert step.stats()["traces"] == 2  # the new buffers: recorded again
+
+
+@pytest.mark.gpu
+def test_gpu_cnn_step_with_batchnorm_runs_as_one_cuda_graph():
+    from dezero import cuda
+
+    cp = cuda.cupy
+    (m1, o1), (m2, o2) = _twins(_cnn_make)
+    m1.to_gpu()
+    m2.to_gpu()
+    eager, step = _train_step(m1, o1), dezero.jit(_train_step(m2, o2))
+    for x, t in _batches(5, (6, 1, 12, 12), 5):
+        l1 = eager(cp.asarray(x), cp.asarray(t))
+        l2 = step(cp.asarray(x), cp.asarray(t))
+        np.testing.assert_allclose(cuda.as_numpy(l1.data), cuda.as_numpy(l2.data), rtol=1e-4)
+    s = step.stats()
+    assert s["gpu_graph"] is True, s["gpu_graph_reason"]
+    np.testing.assert_allclose(cuda.as_numpy(m1.bn.avg_mean), cuda.as_numpy(m2.bn.avg_mean),
+                               rtol=1e-4, atol=1e-6)
