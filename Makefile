@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
 export DEZERO_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: venv train gpt test test-numpy1 lint bench gpu-check clean
+.PHONY: venv train train-distributed gpt test test-numpy1 lint bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,16 @@ SHARED_SHAKESPEARE := $(abspath ../shared/data/tinyshakespeare)
 GPT_DATA := $(if $(wildcard $(SHARED_SHAKESPEARE)/input.txt),DEZERO_DATA_DIR=$(SHARED_SHAKESPEARE),)
 gpt: venv
 	$(GPT_DATA) $(BIN)/python examples/gpt.py $(ARGS)
+
+## The main job data-parallel on NP processes over MPI (ARGS as for train); the cores are
+## shared out between the processes. mpiexec comes from the mpich wheel (extra mpi).
+NP ?= 2
+train-distributed: venv
+	$(BIN)/python -c "import mpi4py" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[mpi]"
+	threads=$$($(BIN)/python -c "import os; print(max(1, (os.cpu_count() or 1) // $(NP)))"); \
+	mpiexec=$$([ -x $(BIN)/mpiexec ] && echo $(BIN)/mpiexec || echo mpiexec); \
+	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads MKL_NUM_THREADS=$$threads \
+	    $$mpiexec -n $(NP) $(BIN)/python examples/mnist.py --distributed $(ARGS)
 
 ## The whole test suite (lint included).
 test: venv

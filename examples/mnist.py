@@ -9,9 +9,17 @@ with the training and test loss and accuracy. ``--out`` receives the weights
 (``mnist_curves.png``) and a checkpoint per epoch (``checkpoints/``, the newest kept), from
 which ``--resume`` continues bit for bit.
 
+``--distributed`` trains data-parallel over MPI: start it with ``mpiexec -n N`` (``pip
+install "dezero[mpi]"``; ``make train-distributed NP=N``). Every rank holds the model, each
+global batch of ``--batch-size`` is split across the ranks (``DistributedDataLoader``: the
+same batches on any number of ranks), the gradients are averaged before every update
+(``DistributedOptimizer``), the test metrics are summed over the ranks, and only rank 0
+prints and writes files. ``--resume`` works with any number of ranks.
+
     python examples/mnist.py [--epochs 10] [--batch-size 100] [--optimizer momentum]
                              [--lr LR] [--hidden 1000] [--seed 0] [--out mnist_out]
-                             [--data-dir DIR] [--limit N] [--resume] [--gpu] [--jit]
+                             [--data-dir DIR] [--limit N] [--resume] [--gpu]
+                             [--distributed] [--jit]
 
 MNIST is read from ``--data-dir``, else the cache folder (``DEZERO_DATA_DIR`` or
 ``~/.dezero``), where it is downloaded when missing. Without ``--data-dir``, when MNIST cannot
@@ -32,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import dezero.functions as F
-from dezero import DataLoader, cuda, optimizers
+from dezero import DataLoader, cuda, no_grad, optimizers
 from dezero.metrics import Accuracy
 from dezero.models import MLP
 from dezero.training import CSVLogger, CurvePlot, ModelCheckpoint, Trainer
@@ -48,7 +56,7 @@ OPTIMIZERS = {
 }
 
 
-def load_data(data_dir, limit):
+def load_data(data_dir, limit, say=print):
     """(train, test, name): MNIST, or Spiral when MNIST cannot be had and no --data-dir is set."""
     from dezero.datasets import MNIST, Spiral
     from dezero.utils import DownloadError
@@ -58,8 +66,8 @@ def load_data(data_dir, limit):
     except (DownloadError, ValueError, OSError) as e:
         if data_dir:
             raise SystemExit(f"error: --data-dir {data_dir!r} does not hold MNIST: {e}") from None
-        print(f"MNIST is not available: {e}\nTraining on the built-in Spiral data instead.",
-              flush=True)
+        say(f"MNIST is not available: {e}\nTraining on the built-in Spiral data instead.",
+            flush=True)
         return Spiral(train=True), Spiral(train=False), "Spiral (MNIST unavailable)"
     for ds in (train_set, test_set) if limit else ():
         ds.data, ds.label = ds.data[:limit], ds.label[:limit]
@@ -89,6 +97,9 @@ def build_parser():
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in OUT/checkpoints")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU (CuPy)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over MPI: run under mpiexec -n N; the global batch "
+                        "is split across the ranks (needs dezero[mpi])")
     parser.add_argument("--jit", action="store_true",
                         help="record the training step once and replay it (dezero.jit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -106,14 +117,24 @@ def main(argv=None):
         parser.error("--lr: adadelta has no learning rate")
     if args.gpu and not cuda.gpu_enable:
         parser.error("--gpu needs CuPy and a CUDA device, and none was found")
+    if args.jit and args.distributed:
+        parser.error("--jit and --distributed do not go together yet: a recorded step cannot "
+                     "hold the MPI allreduce of the gradients")
     if args.data_dir:
         os.environ["DEZERO_DATA_DIR"] = os.path.abspath(os.path.expanduser(args.data_dir))
+    comm = None
+    if args.distributed:
+        from dezero import distributed
+
+        comm = distributed.init()  # first: it picks this rank's GPU from its local rank
+    root = comm is None or comm.is_root
+    say = print if root else (lambda *a, **k: None)
 
     np.random.seed(args.seed)  # noqa: NPY002  (dezero draws from the global RNG, like the book)
     if args.gpu:
         cuda.cupy.random.seed(args.seed)
 
-    train_set, test_set, name = load_data(args.data_dir, args.limit)
+    train_set, test_set, name = load_data(args.data_dir, args.limit, say)
     epochs, batch_size, sizes = args.epochs, args.batch_size, (args.hidden, args.hidden, 10)
     if name != "MNIST":
         # 300 points: smaller batches and more epochs make as many updates as a short MNIST
@@ -126,9 +147,25 @@ def main(argv=None):
         model.to_gpu()
     cls, default_lr = OPTIMIZERS[args.optimizer]
     lr = args.lr if args.lr is not None else default_lr
-    optimizer = (cls() if default_lr is None else cls(lr)).setup(model)
-    train_loader = DataLoader(train_set, batch_size, gpu=args.gpu)
-    test_loader = DataLoader(test_set, max(batch_size, 1000), shuffle=False, gpu=args.gpu)
+    optimizer = cls() if default_lr is None else cls(lr)
+    if comm is None:
+        train_loader = DataLoader(train_set, batch_size, gpu=args.gpu)
+        test_loader = DataLoader(test_set, max(batch_size, 1000), shuffle=False, gpu=args.gpu)
+    else:
+        if batch_size < comm.size:
+            parser.error(f"--batch-size {batch_size} is smaller than the {comm.size} ranks")
+        # create the weights now, so that setup broadcasts rank 0's before the first step
+        x0 = np.asarray(train_set[0][0])[None]
+        with no_grad():
+            model(cuda.as_cupy(x0) if args.gpu else x0)
+        optimizer = distributed.DistributedOptimizer(optimizer, comm)
+        # global batches split across the ranks: the same batches on any number of ranks
+        train_loader = distributed.DistributedDataLoader(train_set, batch_size, comm,
+                                                         seed=args.seed, gpu=args.gpu)
+        test_loader = distributed.DistributedDataLoader(test_set, max(batch_size, 1000), comm,
+                                                        shuffle=False, gpu=args.gpu)
+        say(comm)
+    optimizer.setup(model)
     scheduler = None
     if args.schedule == "cosine" and optimizer.lr_attr is not None:
         scheduler = optimizers.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
@@ -141,17 +178,21 @@ def main(argv=None):
         callbacks.append(CurvePlot(plot, title=name))
     else:
         plot = None
-        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        say("matplotlib is not installed: no plot (pip install matplotlib)")
     trainer = Trainer(model, optimizer, F.softmax_cross_entropy, train_loader, test_loader,
                       metrics=[Accuracy()], callbacks=callbacks, scheduler=scheduler,
-                      progress=False if args.no_progress else None, jit=args.jit)
-    print(f"{name}: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
+                      comm=comm, progress=False if args.no_progress else None, jit=args.jit)
+    say(f"{name}: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
           f"MLP{sizes} ReLU; {args.optimizer} lr {lr} ({args.schedule} schedule); "
-          f"batch {batch_size}; {epochs} epochs; {'GPU' if args.gpu else 'CPU'}", flush=True)
+          f"batch {batch_size}; {epochs} epochs; {'GPU' if args.gpu else 'CPU'}"
+          + (f"; {comm.size} ranks, {batch_size // comm.size} samples each per batch"
+             if comm is not None else ""), flush=True)
     resume = ModelCheckpoint.latest(checkpoints) if args.resume else None
     if args.resume:
-        print(f"resuming from {resume}" if resume else "no checkpoint yet: starting afresh")
+        say(f"resuming from {resume}" if resume else "no checkpoint yet: starting afresh")
     history = trainer.fit(epochs, resume=resume)
+    if not root:  # rank 0 writes the files
+        return {"dataset": name, "history": history, "weights": None, "plot": plot}
 
     weights = os.path.join(args.out, f"{stem}_mlp.npz")
     model.save_weights(weights)

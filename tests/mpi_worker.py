@@ -7,8 +7,7 @@
 ``suite`` runs every scenario in one launch (MPI start-up costs more than the scenarios)
 and rank 0 writes the results as JSON; the test computes the single-process references by
 importing this module. ``fault`` raises on rank 1 in the middle of training; ``hang``
-blocks both ranks inside MPI until the test sends Ctrl-C. Any further arguments (the test
-passes a unique token to find leftover processes) are ignored.
+blocks both ranks inside MPI until the test sends Ctrl-C.
 """
 
 from __future__ import annotations

@@ -42,16 +42,16 @@ def _mpiexec() -> list[str]:
 
 
 def _pids_with(token: str) -> list[int]:
-    """Processes whose command line holds ``token`` (the ranks of one launch)."""
+    """Processes whose environment holds ``token`` (everything one launch started)."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if token.encode() in cmdline:
+        if token.encode() in environ:
             pids.append(int(entry.name))
     return pids
 
@@ -71,13 +71,13 @@ class Launch:
     """``mpiexec -n N python tests/mpi_worker.py ARGS`` in its own session, output read
     line by line in a thread."""
 
-    def __init__(self, n: int, *args: str):
+    def __init__(self, n: int, *args: str, script: str = WORKER, env: dict | None = None):
         self.token = f"dezero-test-{uuid.uuid4().hex}"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "DEZERO_TEST_LAUNCH": self.token, **(env or {})}
         self.start = time.monotonic()
         self.proc = subprocess.Popen(
-            [*_mpiexec(), "-n", str(n), sys.executable, WORKER, *args, self.token],
+            [*_mpiexec(), "-n", str(n), sys.executable, script, *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             start_new_session=True,
         )
@@ -389,3 +389,59 @@ def test_benchmark_runs_quick():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "raw Allreduce (ms)" in proc.stdout and "the raw bandwidth" in proc.stdout
     assert "| 2 ranks x " in proc.stdout and "allreduce_grads:" in proc.stdout
+
+
+def _test_accuracies(out_dir: Path) -> list:
+    with open(out_dir / "history.json") as f:
+        saved = json.load(f)
+    if isinstance(saved.get("history"), list):  # the Trainer's history: one dict per epoch
+        return [h["val_acc"] for h in saved["history"]]
+    return saved["test_acc"]
+
+
+@pytest.mark.slow
+def test_mnist_example_distributed(tmp_path):
+    """examples/mnist.py --distributed: 2 and 3 ranks train on the same global batches as
+    one process does, to the same accuracy; only rank 0 prints and writes; a checkpoint
+    resumes on another number of ranks."""
+    mnist = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    data_dir = os.environ.get("DEZERO_DATA_DIR", str(mnist))
+    if not os.path.exists(os.path.join(data_dir, "train-images-idx3-ubyte.gz")):
+        pytest.skip("the MNIST files are not here")
+    script = str(Path(__file__).resolve().parent.parent / "examples" / "mnist.py")
+    flags = ["--distributed", "--limit", "1200", "--batch-size", "60", "--no-progress",
+             "--data-dir", data_dir, "--schedule", "none"]
+
+    def run(n, out, *extra):
+        if n == 1:  # a world of one, without mpiexec
+            proc = subprocess.run([sys.executable, script, *flags, *extra, "--out", str(out)],
+                                  capture_output=True, text=True, timeout=600, check=False,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return proc.stdout
+        launch = Launch(n, *flags, *extra, "--out", str(out), script=script)
+        rc, _ = launch.wait()
+        assert rc == 0, launch.output
+        assert launch.output.count("final test accuracy") == 1, launch.output  # rank 0 only
+        assert f"Communicator(rank=0, size={n}" in launch.output
+        return launch.output
+
+    run(1, tmp_path / "one", "--epochs", "2")
+    reference = _test_accuracies(tmp_path / "one")
+    for n in (2, 3):
+        run(n, tmp_path / f"n{n}", "--epochs", "2")
+        got = _test_accuracies(tmp_path / f"n{n}")
+        np.testing.assert_allclose(got, reference, atol=2e-3)  # float32 sums in another order
+    # 1 epoch on 3 ranks, resumed on 2 ranks for the second: as 2 epochs in one process
+    run(3, tmp_path / "resumed", "--epochs", "1")
+    output = run(2, tmp_path / "resumed", "--epochs", "2", "--resume")
+    assert "resuming from" in output
+    np.testing.assert_allclose(_test_accuracies(tmp_path / "resumed"), reference, atol=2e-3)
+
+
+def test_mnist_example_refuses_jit_with_distributed():
+    script = Path(__file__).resolve().parent.parent / "examples" / "mnist.py"
+    proc = subprocess.run([sys.executable, str(script), "--distributed", "--jit"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "--jit and --distributed do not go together yet" in proc.stderr

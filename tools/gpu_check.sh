@@ -45,6 +45,16 @@ echo "== MNIST CNN example on the GPU"
     | tee "$OUT/mnist_cnn.log" | grep -v '%|' | tail -8
 note "mnist cnn: $(grep -iE 'test' "$OUT/mnist_cnn.log" | tail -1)"
 
+echo "== MNIST MLP on 2 MPI ranks sharing the GPU (staged through host memory), 1 epoch"
+MPIEXEC=$($PY -c "from dezero.distributed import mpiexec_command as m; print(' '.join(m() or []))" 2>/dev/null)
+if [ -n "$MPIEXEC" ] && $PY -c "import mpi4py" 2>/dev/null; then
+    timeout "${DIST_TIMEOUT:-300}" $MPIEXEC -n 2 $PY examples/mnist.py --distributed --gpu --no-progress \
+        --epochs 1 --out "$OUT/mnist_dist" 2>&1 | tee "$OUT/mnist_dist.log" | grep -v '%|' | tail -8
+    note "mnist 2 ranks, 1 GPU: $(grep -oE "gpu='[^']*'" "$OUT/mnist_dist.log" | head -1) $(grep -iE 'final test' "$OUT/mnist_dist.log" | tail -1)"
+else
+    note "mnist 2 ranks, 1 GPU: skipped (no mpi4py or mpiexec for $PY; pip install \"dezero[mpi]\")"
+fi
+
 echo "== GPT on Tiny Shakespeare on the GPU (baby config, ${GPT_ITERS:-500} iterations)"
 SHAKESPEARE=${SHAKESPEARE_DIR:-$PWD/../shared/data/tinyshakespeare}
 [ -f "$SHAKESPEARE/input.txt" ] || SHAKESPEARE=${DEZERO_DATA_DIR:-$HOME/.dezero}
