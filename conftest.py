@@ -12,5 +12,5 @@ import numpy as np
 if int(np.__version__.split(".")[0]) >= 2:
     np.set_printoptions(legacy="1.25")
 
-# dezero/distributed.py's doctests start a one-rank MPI world: they need mpi4py (dezero[mpi]).
+# dezero/distributed.py's doctests start a one-rank MPI world: they need mpi4py (dezero-next[mpi]).
 collect_ignore = [] if importlib.util.find_spec("mpi4py") else ["dezero/distributed.py"]

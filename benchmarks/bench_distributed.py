@@ -177,7 +177,7 @@ def _launch(n, threads, *args):
 
     command = mpiexec_command()
     if command is None:
-        raise RuntimeError('no mpiexec found: pip install "dezero[mpi]"')
+        raise RuntimeError('no mpiexec found: pip install "dezero-next[mpi]"')
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run(

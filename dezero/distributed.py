@@ -15,7 +15,7 @@ processes ("ranks") before every update, so that all replicas stay identical::
         loss.backward()
         optimizer.update()                         # averages the gradients, then updates
 
-    mpiexec -n 2 python train.py                   # pip install "dezero[mpi]"
+    mpiexec -n 2 python train.py                   # pip install "dezero-next[mpi]"
 
 How it works
 ------------
@@ -87,7 +87,7 @@ def _import_mpi():
     except (ImportError, RuntimeError) as e:  # RuntimeError: mpi4py without an MPI library
         raise ImportError(
             f"dezero.distributed needs mpi4py and an MPI library ({type(e).__name__}: {e}); "
-            f'install them with `pip install "dezero[mpi]"` (mpi4py and the mpich wheel, '
+            f'install them with `pip install "dezero-next[mpi]"` (mpi4py and the mpich wheel, '
             f"which ships mpiexec), or install mpi4py against your system's MPI"
         ) from e
     return MPI
@@ -115,7 +115,7 @@ def init(*, bucket_size: int | None = None, gpu_transport: str = "auto") -> Comm
     Raises
     ------
     ImportError
-        mpi4py (or an MPI library) is missing; the message names the extra ``dezero[mpi]``.
+        mpi4py (or an MPI library) is missing; the message names the extra ``dezero-next[mpi]``.
 
     Examples
     --------
@@ -755,7 +755,7 @@ class DistributedDataLoader(DataLoader):
 def mpiexec_command(python: str | None = None) -> list[str] | None:
     """The ``mpiexec`` to launch ``python``'s ranks with, as a command list, or None.
 
-    The one beside the Python executable comes first (the mpich wheel of ``dezero[mpi]``
+    The one beside the Python executable comes first (the mpich wheel of ``dezero-next[mpi]``
     installs it there), then the first on ``PATH`` (a system MPI). Open MPI gets
     ``--oversubscribe`` (more ranks than cores) and, as root, ``--allow-run-as-root``.
     Used by the tests and benchmarks; does not import mpi4py.

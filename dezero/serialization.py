@@ -185,7 +185,7 @@ def _safetensors_numpy():
     except ImportError as e:
         raise ImportError(
             'reading or writing .safetensors files needs the safetensors package: '
-            'pip install "dezero[safetensors]"'
+            'pip install "dezero-next[safetensors]"'
         ) from e
     return safetensors.numpy
 

@@ -330,7 +330,7 @@ class TensorBoardLogger(Callback):
     """Scalars (every logged value) and parameter histograms per epoch, for TensorBoard.
 
     Writes event files into ``logdir`` through tensorboardX (``pip install
-    "dezero[tensorboard]"``); view them with ``tensorboard --logdir LOGDIR``. The step is
+    "dezero-next[tensorboard]"``); view them with ``tensorboard --logdir LOGDIR``. The step is
     the epoch number. ``histograms``: also a histogram of every parameter (by its path,
     ``params/l1/W``) and, where it has one, of its gradient (``grads/l1/W``). A resumed run
     tells TensorBoard to drop what an earlier run logged after the checkpoint.
@@ -375,7 +375,7 @@ def _import_tensorboardx():
         from tensorboardX import SummaryWriter
     except ImportError as e:
         raise ImportError(
-            'TensorBoardLogger needs tensorboardX: pip install "dezero[tensorboard]"'
+            'TensorBoardLogger needs tensorboardX: pip install "dezero-next[tensorboard]"'
         ) from e
     return SummaryWriter
 
@@ -385,7 +385,7 @@ class CurvePlot(Callback):
 
     ``keys``: the quantities to draw, one panel each (default: every logged training value
     with its ``val_`` twin, except lr and time). Needs matplotlib (``pip install
-    "dezero[examples]"``).
+    "dezero-next[examples]"``).
     """
 
     root_only = True
@@ -403,7 +403,7 @@ class CurvePlot(Callback):
             import matplotlib
         except ImportError as e:
             raise ImportError(
-                'CurvePlot needs matplotlib: pip install "dezero[examples]"'
+                'CurvePlot needs matplotlib: pip install "dezero-next[examples]"'
             ) from e
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

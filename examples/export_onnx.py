@@ -13,7 +13,7 @@ file); otherwise it trains one epoch first. It then
     python examples/export_onnx.py [--weights PATH] [--epochs 1] [--hidden 1000]
                                    [--out export_out] [--data-dir DIR] [--limit N]
 
-Needs the extras ``onnx`` and ``safetensors`` (``pip install "dezero[onnx,safetensors]"``).
+Needs the extras ``onnx`` and ``safetensors`` (``pip install "dezero-next[onnx,safetensors]"``).
 MNIST is read from the cache folder (``~/.dezero``, ``DEZERO_DATA_DIR`` or ``--data-dir``).
 """
 
@@ -106,7 +106,7 @@ def main(argv=None):
 
         from dezero import onnx as dezero_onnx
     except ImportError:
-        parser.error('needs onnx and onnxruntime: pip install "dezero[onnx]"')
+        parser.error('needs onnx and onnxruntime: pip install "dezero-next[onnx]"')
     from dezero.datasets import MNIST
     from dezero.utils import DownloadError
 

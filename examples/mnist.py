@@ -10,7 +10,7 @@ with the training and test loss and accuracy. ``--out`` receives the weights
 which ``--resume`` continues bit for bit.
 
 ``--distributed`` trains data-parallel over MPI: start it with ``mpiexec -n N`` (``pip
-install "dezero[mpi]"``; ``make train-distributed NP=N``). Every rank holds the model, each
+install "dezero-next[mpi]"``; ``make train-distributed NP=N``). Every rank holds the model, each
 global batch of ``--batch-size`` is split across the ranks (``DistributedDataLoader``: the
 same batches on any number of ranks), the gradients are averaged before every update
 (``DistributedOptimizer``), the test metrics are summed over the ranks, and only rank 0
@@ -99,7 +99,7 @@ def build_parser():
     parser.add_argument("--gpu", action="store_true", help="train on the GPU (CuPy)")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over MPI: run under mpiexec -n N; the global batch "
-                        "is split across the ranks (needs dezero[mpi])")
+                        "is split across the ranks (needs dezero-next[mpi])")
     parser.add_argument("--jit", action="store_true",
                         help="record the training step once and replay it (dezero.jit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

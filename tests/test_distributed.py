@@ -34,7 +34,7 @@ LAUNCH_TIMEOUT = 180  # seconds: a shared 2-core machine can be slow to start 3 
 # =============================================================================
 def _mpiexec() -> list[str]:
     """The mpiexec command: the one beside this Python (the mpich wheel), else on PATH."""
-    pytest.importorskip("mpi4py", reason="dezero.distributed needs mpi4py (dezero[mpi])")
+    pytest.importorskip("mpi4py", reason="dezero.distributed needs mpi4py (dezero-next[mpi])")
     command = distributed.mpiexec_command()
     if command is None:
         pytest.skip("no mpiexec beside the Python executable or on PATH")
@@ -376,7 +376,7 @@ def test_distributed_data_loader_errors():
 def test_missing_mpi4py_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
-    with pytest.raises(ImportError, match=r'pip install "dezero\[mpi\]"'):
+    with pytest.raises(ImportError, match=r'pip install "dezero-next\[mpi\]"'):
         distributed._import_mpi()
 
 

@@ -427,7 +427,7 @@ def test_missing_onnx_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    with pytest.raises(ImportError, match=r'pip install "dezero\[onnx\]"'):
+    with pytest.raises(ImportError, match=r'pip install "dezero-next\[onnx\]"'):
         donnx.export(F.relu, randn(2, 2), None)
 
 

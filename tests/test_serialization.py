@@ -189,7 +189,7 @@ def test_safetensors_missing_package_names_the_extra(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_safetensors)
-    with pytest.raises(ImportError, match=r'pip install "dezero\[safetensors\]"'):
+    with pytest.raises(ImportError, match=r'pip install "dezero-next\[safetensors\]"'):
         _net().save_weights(tmp_path / "w.safetensors")
     assert os.listdir(tmp_path) == []
 

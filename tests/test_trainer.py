@@ -457,7 +457,7 @@ def test_tensorboard_missing_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboardx)
-    with pytest.raises(ImportError, match=r'pip install "dezero\[tensorboard\]"'):
+    with pytest.raises(ImportError, match=r'pip install "dezero-next\[tensorboard\]"'):
         TensorBoardLogger("runs")
 
 

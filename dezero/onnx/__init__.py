@@ -1,4 +1,4 @@
-"""dezero.onnx: export a model to ONNX (extra ``onnx``: ``pip install "dezero[onnx]"``).
+"""dezero.onnx: export a model to ONNX (extra ``onnx``: ``pip install "dezero-next[onnx]"``).
 
 ``export(model, args, path)`` runs the model once in test mode on ``args`` while the engine
 reports every Function it applies (a ``dezero.core.FunctionHook``), also Functions of constants

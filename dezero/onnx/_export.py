@@ -29,7 +29,7 @@ def _require_onnx():
         import onnx
     except ImportError as e:
         raise ImportError(
-            'exporting to ONNX needs the onnx package: pip install "dezero[onnx]"'
+            'exporting to ONNX needs the onnx package: pip install "dezero-next[onnx]"'
         ) from e
     return onnx
 
@@ -346,7 +346,7 @@ def export(model, args, path, input_names=None, output_names=None, dynamic_batch
         For a Function without an exporter (naming it and the line that called it) or a
         graph that depends on the batch size in a way ONNX cannot express.
     ImportError
-        When the ``onnx`` package is missing (``pip install "dezero[onnx]"``).
+        When the ``onnx`` package is missing (``pip install "dezero-next[onnx]"``).
     """
     onnx = _require_onnx()
     from dezero.onnx._ops import EXPORTERS, NOT_EXPORTED
