@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
 export DEZERO_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: venv train train-distributed gpt test test-numpy1 lint bench gpu-check clean
+.PHONY: venv train train-distributed gpt test test-numpy1 lint bench gpu-check docs docs-serve clean
 
 venv: $(STAMP)
 
@@ -41,7 +41,7 @@ train-distributed: venv
 
 ## The whole test suite (lint included).
 test: venv
-	$(BIN)/python -m ruff check dezero tests examples benchmarks tools conftest.py
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools docs conftest.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## The suite on NumPy 1.26 in a separate environment.
@@ -51,16 +51,25 @@ test-numpy1:
 	.venv-np1/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/python -m ruff check dezero tests examples benchmarks tools conftest.py
+	$(BIN)/python -m ruff check dezero tests examples benchmarks tools docs conftest.py
 
 ## Benchmarks against PyTorch CPU (installs the CPU build of torch into .venv).
 bench: venv
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python benchmarks/run.py $(ARGS)
 
+## The documentation site into site/ (strict: a broken link, a bad docstring or a failing
+## page fails the build). Graph pictures need Graphviz's dot.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+## Preview the site at http://127.0.0.1:8000 while editing docs/.
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
 ## On a machine with a CUDA GPU: GPU tests and GPU benchmarks in one go.
 gpu-check:
 	bash tools/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) .venv-np1 .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-np1 .pytest_cache .ruff_cache site

@@ -216,6 +216,23 @@ class Table:
         return {case: (d.median / t.median if t is not None else None)
                 for case, d, t, _ in self.rows}
 
+    def to_dict(self) -> dict:
+        """The table as plain data (what ``run.py --json`` writes): per row the case, the
+        medians and IQRs in the table's unit, and the ratio (None without a baseline)."""
+        def timing(t, scale):
+            if t is None:
+                return None
+            return {"median": t.median * scale, "iqr": t.iqr * scale,
+                    "repeat": t.repeat, "number": t.number}
+
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "rows": [{"case": case, "dezero": timing(d, scale), "torch": timing(t, scale),
+                      "ratio": None if t is None else d.median / t.median}
+                     for case, d, t, scale in self.rows],
+        }
+
     def format(self) -> str:
         def cell(t, scale):
             if t is None:

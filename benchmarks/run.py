@@ -8,12 +8,18 @@ status is 1 if any failed.
     python benchmarks/run.py overhead conv      # bench_overhead.py and bench_conv.py
     python benchmarks/run.py --quick            # tiny sizes: a smoke run, not a measurement
     python benchmarks/run.py overhead --profile # plus cProfile's top functions
+    python benchmarks/run.py --json results.json # also write every table as JSON
+
+The JSON file (environment, mode, date, and per benchmark its tables or its failure) is what
+the documentation's Benchmarks page is generated from (docs/benchmarks/results.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -23,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from common import print_environment, torch_or_none  # noqa: E402
+from common import environment, print_environment, torch_or_none  # noqa: E402
 
 
 def available() -> list[str]:
@@ -50,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: what NumPy uses, else 2)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the results (environment and every table) as JSON")
     args = parser.parse_args(argv)
 
     names = available()
@@ -68,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# mode      {'quick (smoke run, not a measurement)' if args.quick else 'full'}")
     print()
     failed = []
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python benchmarks/run.py", *(argv if argv is not None
+                                                            else sys.argv[1:])]),
+        "environment": environment(),
+        "benchmarks": {},
+    }
     for name in names:
         print(f"## bench_{name}")
         t0 = time.perf_counter()
@@ -78,10 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             print(f"## bench_{name} FAILED\n", flush=True)
             failed.append(name)
+            results["benchmarks"][name] = {"failed": traceback.format_exc().splitlines()[-1]}
             continue
         for table in tables:
             table.print()
-        print(f"## bench_{name} took {time.perf_counter() - t0:.1f} s\n", flush=True)
+        seconds = time.perf_counter() - t0
+        results["benchmarks"][name] = {"seconds": round(seconds, 1),
+                                       "tables": [t.to_dict() for t in tables]}
+        print(f"## bench_{name} took {seconds:.1f} s\n", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"# results written to {args.json}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 benchmarks are measurements to read, never timed tests."""
 
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -21,9 +22,11 @@ def common(monkeypatch):
 
 
 @pytest.mark.slow  # over 5 s; test_overhead_runs_without_torch is the quick version
-def test_run_quick_overhead_prints_tables():
+def test_run_quick_overhead_prints_tables(tmp_path):
+    results = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--profile", "overhead"],
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--profile", "overhead",
+         "--json", str(results)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -34,6 +37,21 @@ def test_run_quick_overhead_prints_tables():
         assert f"| {case}" in out
     assert "### profile: dezero forward+backward" in out
     assert "tottime us" in out
+    # --json: the same tables as data (what the docs' Benchmarks page is generated from)
+    data = json.loads(results.read_text())
+    assert data["mode"] == "quick" and data["environment"]["dezero"]
+    assert "--json" in data["command"]
+    tables = data["benchmarks"]["overhead"]["tables"]
+    cases = [row["case"] for row in tables[0]["rows"]]
+    assert cases[:3] == ["forward", "forward+backward", "forward, no_grad"]
+    for row in tables[0]["rows"]:
+        assert row["dezero"]["median"] > 0 and row["dezero"]["iqr"] >= 0
+        assert f"| {row['case']}" in out
+        if row["torch"] is None:  # PyTorch not installed: no baseline, no ratio
+            assert row["ratio"] is None
+        else:
+            ratio = row["dezero"]["median"] / row["torch"]["median"]
+            assert abs(row["ratio"] - ratio) < 1e-9 and f"{row['ratio']:.2f}x |" in out
 
 
 def test_run_rejects_unknown_names():
@@ -77,3 +95,20 @@ def test_overhead_runs_without_torch(common, monkeypatch, capsys):
     assert [len(t.rows) for t in tables] == [3, 1]
     assert all(r[2] is None for t in tables for r in t.rows)
     assert bench.dezero_fourth_derivative() == 24.0
+
+
+def test_table_as_json_data(common):
+    """What run.py --json writes per table: medians and IQRs in the table's unit, ratios."""
+    table = common.Table("demo", unit="us")
+    table.add("with baseline", common.Timing(median=2e-6, iqr=1e-7, repeat=3, number=1),
+              common.Timing(median=4e-6, iqr=2e-7, repeat=3, number=1))
+    table.add("alone", common.Timing(median=3e-6, iqr=0.0, repeat=3, number=10))
+    data = json.loads(json.dumps(table.to_dict()))
+    assert data["title"] == "demo" and data["unit"] == "us"
+    first, alone = data["rows"]
+    assert first["case"] == "with baseline" and first["ratio"] == pytest.approx(0.5)
+    assert first["dezero"]["median"] == pytest.approx(2.0)
+    assert first["torch"]["iqr"] == pytest.approx(0.2)
+    assert alone["torch"] is None and alone["ratio"] is None
+    assert alone["dezero"] == {"median": pytest.approx(3.0), "iqr": 0.0, "repeat": 3,
+                               "number": 10}
