@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import linecache
 import os
 import posixpath
 import re
@@ -154,8 +155,11 @@ def pages() -> list[Page]:
 def run_python(block: Block, namespace: dict, where: str) -> str:
     """Execute one python block in ``namespace``; return what it printed."""
     out = io.StringIO()
+    filename = f"{where}:{block.line}"
+    # tracebacks show the page's lines: the block's code is its "file"
+    linecache.cache[filename] = (len(block.code), None, block.code.splitlines(True), filename)
     with contextlib.redirect_stdout(out):
-        exec(compile(block.code, f"{where}:{block.line}", "exec"), namespace)
+        exec(compile(block.code, filename, "exec"), namespace)
     return out.getvalue()
 
 

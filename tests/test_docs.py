@@ -68,16 +68,26 @@ def test_every_block_runs_or_says_why(page):
                 "output of the python block before it, or marked <!-- not-run: REASON -->")
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if any(
-    b.lang in hooks.RUNNABLE and b.not_run is None for b in p.blocks)],
-    ids=lambda p: p.name)
+def _runnable_pages():
+    """Pages with code to run; a page that declares ``<!-- requires: gpu -->`` carries the
+    ``gpu`` marker (skipped without CuPy and a device, run by tools/gpu_check.sh)."""
+    for page in PAGES:
+        if any(b.lang in hooks.RUNNABLE and b.not_run is None for b in page.blocks):
+            marks = [pytest.mark.gpu] if "gpu" in page.requires else []
+            yield pytest.param(page, id=page.name, marks=marks)
+
+
+@pytest.mark.parametrize("page", list(_runnable_pages()))
 def test_page_code_runs(page, tmp_path, monkeypatch):
-    if "mnist" in page.requires:
-        folder = _mnist_dir()
-        if folder is None:
-            pytest.skip(f"{page.name} trains on MNIST, whose files are not on this machine "
-                        "(set DEZERO_DATA_DIR)")
-        monkeypatch.setenv("DEZERO_DATA_DIR", folder)
+    for need in page.requires:
+        if need == "mnist":
+            folder = _mnist_dir()
+            if folder is None:
+                pytest.skip(f"{page.name} trains on MNIST, whose files are not on this "
+                            "machine (set DEZERO_DATA_DIR)")
+            monkeypatch.setenv("DEZERO_DATA_DIR", folder)
+        elif need != "gpu":  # an optional package, e.g. onnx
+            pytest.importorskip(need, reason=f"{page.name} needs the package {need!r}")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for block in page.blocks:
