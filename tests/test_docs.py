@@ -70,10 +70,13 @@ def test_every_block_runs_or_says_why(page):
 
 def _runnable_pages():
     """Pages with code to run; a page that declares ``<!-- requires: gpu -->`` carries the
-    ``gpu`` marker (skipped without CuPy and a device, run by tools/gpu_check.sh)."""
+    ``gpu`` marker (skipped without CuPy and a device, run by tools/gpu_check.sh), one that
+    trains on MNIST the ``slow`` marker."""
     for page in PAGES:
         if any(b.lang in hooks.RUNNABLE and b.not_run is None for b in page.blocks):
             marks = [pytest.mark.gpu] if "gpu" in page.requires else []
+            if "mnist" in page.requires:  # real MNIST training, as the examples' tests
+                marks.append(pytest.mark.slow)
             yield pytest.param(page, id=page.name, marks=marks)
 
 
