@@ -317,8 +317,12 @@ def on_page_markdown(markdown, page, config, files):
     name = page.file.src_uri
     here = posixpath.dirname(name)
     drawn = iter(_graphs.get(name, []))
+    outputs = {b.line for b in read_page(DOCS / name, markdown).blocks if b.is_output}
     out = []
-    for line in markdown.split("\n"):
+    for number, line in enumerate(markdown.split("\n"), start=1):
+        if number in outputs:  # a block's printed output: titled, so it reads as output
+            out.append(line.rstrip() + ' title="Output"')
+            continue
         m = _GRAPH.match(line)
         if m:
             rel = posixpath.relpath(next(drawn), here or ".")

@@ -162,8 +162,8 @@ def _png_size(path):
 def test_page_in_chromium(served, page, title, tmp_path):
     chromium = _chromium()
     shot = tmp_path / "page.png"
-    _run_chromium(chromium, tmp_path, "--window-size=1280,900", f"--screenshot={shot}",
-                  f"{served}/{page}")
+    _run_chromium(chromium, tmp_path, "--window-size=1280,900", "--virtual-time-budget=5000",
+                  f"--screenshot={shot}", f"{served}/{page}")
     width, height = _png_size(shot)
     assert (width, height) == (1280, 900)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
