@@ -182,6 +182,8 @@ def environment() -> dict:
         else f"{torch.__version__} ({torch.get_num_threads()} threads)",
         "dezero": dezero.__version__,
     }
+    if hasattr(os, "getloadavg"):  # a busy machine makes every number noisy: say how busy
+        env["load"] = f"{os.getloadavg()[0]:.1f} (1-minute load average)"
     return env
 
 
