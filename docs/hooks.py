@@ -16,10 +16,18 @@ meaning to (a comment is invisible wherever the page is read without the hooks):
     becomes the tables of ``benchmarks/results.json``, the file that
     ``python benchmarks/run.py --json benchmarks/results.json`` writes.
 
-A ``text`` block right after a ``python`` block is that block's printed output: the docs
-tests compare it with what the block prints (doctest's ELLIPSIS and NORMALIZE_WHITESPACE).
-A page may declare ``<!-- requires: mnist -->``: its tests are skipped, saying so, where the
-MNIST files are not on the machine (nothing downloads in tests).
+``<!-- file: NAME -->``
+    placed right before a fenced code block: the block is a file (a script to launch, such
+    as one for ``mpiexec``). The docs tests write it into the page's scratch folder instead
+    of running it, and the page's bash blocks then run in that folder; the site shows NAME
+    as the block's title.
+
+A ``text`` block right after a ``python`` or ``bash`` block is that block's printed output:
+the docs tests compare it with what the block prints (doctest's ELLIPSIS and
+NORMALIZE_WHITESPACE). A page may declare ``<!-- requires: mnist, gpu, PACKAGE -->``: its
+tests are skipped, saying so, where the MNIST files are not on the machine (nothing
+downloads in tests), where there is no GPU (the ``gpu`` marker) or where a package is
+missing.
 
 tests/test_docs.py imports this file to read the pages exactly as the site build does.
 """
@@ -50,6 +58,7 @@ OUTPUT = "text"
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(?P<reason>.*?)\s*-->\s*$")
 _GRAPH = re.compile(r"^\s*<!--\s*graph:\s*(?P<expr>.+?)\s*-->\s*$")
+_FILE = re.compile(r"^\s*<!--\s*file:\s*(?P<name>[\w.-]+)\s*-->\s*$")
 _REQUIRES = re.compile(r"<!--\s*requires:\s*(?P<what>[\w, -]+?)\s*-->")
 _BENCH = re.compile(r"^\s*<!--\s*benchmark-results\s*-->\s*$", re.MULTILINE)
 
@@ -64,6 +73,7 @@ class Block:
     not_run: str | None = None  # the reason, when marked not runnable
     output: str | None = None  # the expected printed output (a following ``text`` block)
     is_output: bool = False  # this block is the output of the block before it
+    file: str | None = None  # written to this file name instead of run
 
 
 @dataclass
@@ -97,7 +107,7 @@ def read_page(path: Path | str, text: str | None = None) -> Page:
         page.requires += [w.strip() for w in m.group("what").split(",") if w.strip()]
     lines = text.split("\n")
     i = 0
-    pending_reason = None
+    pending_reason = pending_file = None
     last_code_end = None  # index of the line after the previous block's closing fence
     while i < len(lines):
         line = lines[i]
@@ -111,10 +121,15 @@ def read_page(path: Path | str, text: str | None = None) -> Page:
             page.graphs.append(Graph(m.group("expr"), i + 1, len(page.blocks)))
             i += 1
             continue
+        m = _FILE.match(line)
+        if m:
+            pending_file = m.group("name")
+            i += 1
+            continue
         m = _FENCE.match(line)
         if not m:
             if line.strip():
-                pending_reason = None
+                pending_reason = pending_file = None
             i += 1
             continue
         fence, indent = m.group("fence"), len(m.group("indent"))
@@ -130,15 +145,16 @@ def read_page(path: Path | str, text: str | None = None) -> Page:
             j += 1
         if j == len(lines):
             raise ValueError(f"{path}:{i + 1}: code block is never closed")
-        block = Block(lang, "\n".join(body) + "\n", i + 1, pending_reason)
+        block = Block(lang, "\n".join(body) + "\n", i + 1, pending_reason,
+                      file=pending_file)
         previous = page.blocks[-1] if page.blocks else None
         between = lines[last_code_end:i] if last_code_end is not None else ["x"]
-        if (lang == OUTPUT and previous is not None and previous.lang == "python"
+        if (lang == OUTPUT and previous is not None and previous.lang in RUNNABLE
                 and not any(s.strip() for s in between)):
             block.is_output = True
             previous.output = block.code
         page.blocks.append(block)
-        pending_reason = None
+        pending_reason = pending_file = None
         last_code_end = j + 1
         i = j + 1
     return page
@@ -233,7 +249,8 @@ def render_graphs(page: Page) -> list[bytes]:
         done = 0
         for graph in page.graphs:
             for block in page.blocks[done:graph.after]:
-                if block.lang == "python" and block.not_run is None and not block.is_output:
+                if (block.lang == "python" and block.not_run is None and not block.is_output
+                        and block.file is None):
                     run_python(block, namespace, page.name)
             done = graph.after
             try:
@@ -317,11 +334,15 @@ def on_page_markdown(markdown, page, config, files):
     name = page.file.src_uri
     here = posixpath.dirname(name)
     drawn = iter(_graphs.get(name, []))
-    outputs = {b.line for b in read_page(DOCS / name, markdown).blocks if b.is_output}
+    blocks = read_page(DOCS / name, markdown).blocks
+    titles = {b.line: "Output" for b in blocks if b.is_output}
+    titles.update({b.line: b.file for b in blocks if b.file})
     out = []
     for number, line in enumerate(markdown.split("\n"), start=1):
-        if number in outputs:  # a block's printed output: titled, so it reads as output
-            out.append(line.rstrip() + ' title="Output"')
+        if number in titles:  # printed output, or a file: the block's title says which
+            out.append(f'{line.rstrip()} title="{titles[number]}"')
+            continue
+        if _FILE.match(line):
             continue
         m = _GRAPH.match(line)
         if m:

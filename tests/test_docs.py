@@ -93,14 +93,21 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
             pytest.importorskip(need, reason=f"{page.name} needs the package {need!r}")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
+    # bash runs from the checkout, or beside the files the page writes
+    bash_cwd = tmp_path if any(b.file for b in page.blocks) else ROOT
     for block in page.blocks:
         if block.not_run is not None or block.is_output:
             continue
         where = f"docs/{page.name}"
+        if block.file is not None:
+            (tmp_path / block.file).write_text(block.code)
+            continue
         if block.lang == "python":
             printed = hooks.run_python(block, namespace, where)
-        else:
-            printed = hooks.run_bash(block, where, cwd=str(ROOT))
+        elif block.lang == "bash":
+            printed = hooks.run_bash(block, where, cwd=str(bash_cwd))
+        else:  # test_every_block_runs_or_says_why reports it
+            continue
         hooks.check_output(block, printed, where)
 
 
@@ -130,11 +137,17 @@ def test_reader_blocks_outputs_and_markers(tmp_path):
         "```text",
         "not an output: prose stands between",
         "```",
+        "<!-- file: job.py -->",
+        "```python",
+        "print('launched')",
+        "```",
     ]))
     assert page.requires == ["mnist"]
     assert [(b.lang, b.line) for b in page.blocks] == [("python", 3), ("text", 8),
-                                                      ("python", 15), ("text", 19)]
-    first, output, gpu, lone = page.blocks
+                                                      ("python", 15), ("text", 19),
+                                                      ("python", 23)]
+    first, output, gpu, lone, job = page.blocks
+    assert job.file == "job.py" and first.file is None and job.not_run is None
     assert first.output == "1\n" and output.is_output and first.not_run is None
     assert gpu.not_run == "needs a CUDA GPU" and gpu.output is None
     assert not lone.is_output
