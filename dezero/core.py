@@ -487,6 +487,8 @@ _var_hooks: dict[int, tuple] = {}
 
 
 def _forget_hooks(key: int, ref) -> None:
+    if _var_hooks is None:  # a weakref callback at interpreter exit, after module teardown
+        return
     entry = _var_hooks.get(key)
     if entry is not None and entry[0] is ref and (ref() is None or not entry[1]):
         del _var_hooks[key]
