@@ -21,7 +21,6 @@ __all__ = [
     "Config",
     "Function",
     "FunctionHook",
-    "HookHandle",
     "Parameter",
     "Variable",
     "add",
@@ -270,7 +269,7 @@ class Variable:
         hooks = _settings.hooks
         var_hooks = None
         if _var_hooks:  # some Variable has hooks: they run as one more observer of the pass
-            var_hooks = _VariableHookRunner(self, create_graph)
+            var_hooks = dezero.hooks.VariableHookRunner(self, create_graph)
             hooks = (*hooks, var_hooks)
         if self.creator is None:
             if var_hooks is not None:
@@ -338,7 +337,7 @@ class Variable:
         finally:
             _settings.enable_backprop = old
 
-    def register_hook(self, fn) -> HookHandle:
+    def register_hook(self, fn):
         """Call ``fn(grad)`` in every backward pass once this Variable's gradient is complete.
 
         ``grad`` is the gradient this pass computed for this Variable (a Variable; under
@@ -361,14 +360,7 @@ class Variable:
         >>> x.cleargrad(); (x * x).backward(); x.grad
         variable(6.0)
         """
-        if not callable(fn):
-            raise TypeError(f"register_hook takes a callable, not {type(fn).__name__}")
-        key = id(self)
-        entry = _var_hooks.get(key)
-        if entry is None or entry[0]() is not self:
-            entry = (weakref.ref(self, lambda ref, key=key: _forget_hooks(key, ref)), [])
-            _var_hooks[key] = entry
-        return HookHandle(entry[1], fn, lambda: _forget_hooks(key, entry[0]))
+        return dezero.hooks.register_variable_hook(self, fn)
 
     # --- shape and reductions (delegate to dezero.functions) --------------------
     def reshape(self, *shape):
@@ -482,46 +474,9 @@ class Variable:
 
 
 # Variable hooks live here, not on the Variables: id(variable) -> (weakref, [fn, ...]). The
-# dict is empty unless some Variable has a hook, and backward() checks that once per pass.
+# dict is empty unless some Variable has a hook, and backward() checks that once per pass;
+# the machinery that runs them is in dezero/hooks.py.
 _var_hooks: dict[int, tuple] = {}
-
-
-def _forget_hooks(key: int, ref) -> None:
-    if _var_hooks is None:  # a weakref callback at interpreter exit, after module teardown
-        return
-    entry = _var_hooks.get(key)
-    if entry is not None and entry[0] is ref and (ref() is None or not entry[1]):
-        del _var_hooks[key]
-
-
-class HookHandle:
-    """What ``register_*hook`` returns: ``remove()`` unregisters the hook (idempotent).
-
-    Also a context manager: the hook is removed when the ``with`` block ends.
-    """
-
-    __slots__ = ("_fn", "_hooks", "_on_empty")
-
-    def __init__(self, hooks: list, fn, on_empty=None):
-        hooks.append(fn)
-        self._hooks = hooks
-        self._fn = fn
-        self._on_empty = on_empty
-
-    def remove(self) -> None:
-        hooks = self._hooks
-        for i, h in enumerate(hooks):
-            if h is self._fn:
-                del hooks[i]
-                break
-        if not hooks and self._on_empty is not None:
-            self._on_empty()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 class Parameter(Variable):
@@ -678,68 +633,6 @@ class Function:
 
     def backward(self, *gys):
         raise NotImplementedError
-
-
-class _VariableHookRunner(FunctionHook):
-    """Runs Variable hooks during one backward pass (never installed in a thread: the pass
-    adds it to its own observers when ``_var_hooks`` is not empty).
-
-    A hooked Variable is *pending* from the moment the pass first gives it a gradient (its
-    earlier ``.grad`` is put aside so that the hooks see this pass's gradient only) until
-    its gradient is complete: for an intermediate Variable, when the Function that made it
-    comes up (every consumer has a higher generation, so all came before it); for the
-    others, at the end of the pass.
-    """
-
-    def __init__(self, root: Variable, create_graph: bool):
-        self.create_graph = create_graph
-        self.pending = {}
-        if id(root) in _var_hooks:
-            self.pending[id(root)] = (root, None)
-
-    def backward_pre(self, f) -> None:
-        pending = self.pending
-        if pending:
-            for ref in f.outputs:
-                y = ref()
-                if y is not None and id(y) in pending:
-                    self._complete(pending.pop(id(y)))
-
-    def backward_post(self, f, gxs) -> None:
-        pending = self.pending
-        for x, gx in zip(f.inputs, gxs):
-            key = id(x)
-            if gx is None or key in pending or not x.requires_grad:
-                continue
-            entry = _var_hooks.get(key)
-            if entry is not None and entry[0]() is x:
-                pending[key] = (x, x.grad)
-                x.grad = None
-
-    def finish(self) -> None:
-        for item in list(self.pending.values()):
-            self._complete(item)
-        self.pending.clear()
-
-    def _complete(self, item) -> None:
-        x, before = item
-        entry = _var_hooks.get(id(x))
-        g = x.grad
-        if entry is not None and entry[0]() is x and g is not None:
-            for fn in tuple(entry[1]):
-                new = fn(g)
-                if new is not None:
-                    if not isinstance(new, Variable):
-                        new = Variable(new)
-                    if new.shape != g.shape:
-                        raise ValueError(
-                            f"a Variable hook returned a gradient of shape {new.shape} for a "
-                            f"Variable of shape {x.shape}"
-                        )
-                    g = new
-        if before is not None:
-            g = before + g if self.create_graph else Variable(before.data + g.data)
-        x.grad = g
 
 
 def _value_read(var, how: str) -> None:
@@ -1066,3 +959,5 @@ def setup_variable() -> None:
 
 
 import dezero.functions  # noqa: E402  (cycle: functions build on this module)
+import dezero.hooks  # noqa: E402  (cycle: the Variable-hook machinery builds on it too)
+from dezero.hooks import HookHandle  # noqa: E402, F401  (re-exported)

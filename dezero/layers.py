@@ -20,7 +20,8 @@ import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import HookHandle, Parameter, _settings, test_mode
+from dezero.core import Parameter, _settings, test_mode
+from dezero.hooks import HookHandle
 from dezero.serialization import (
     CheckpointError,
     load_arrays,
