@@ -30,9 +30,8 @@ def register_variable_hook(var: Variable, fn) -> HookHandle:
 
 
 def _forget_hooks(key: int, ref) -> None:
-    try:
-        registry = core._var_hooks
-    except AttributeError:  # a weakref callback at interpreter exit, after module teardown
+    registry = getattr(core, "_var_hooks", None)
+    if registry is None:  # a weakref callback at interpreter exit, after module teardown
         return
     entry = registry.get(key)
     if entry is not None and entry[0] is ref and (ref() is None or not entry[1]):
