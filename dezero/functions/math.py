@@ -40,7 +40,8 @@ class Square(Function):
         return gy * x * 2
 
     def backward_array(self, xs, ys, gys):
-        return gys[0] * xs[0] * 2
+        x = xs[0]
+        return gys[0] * (x + x)  # not x * 2: NumPy 1.x promotes a 0-d float32 times an int
 
 
 class Exp(Function):
@@ -100,8 +101,8 @@ class Tanh(Function):
         return gy * (1 - y * y)
 
     def backward_array(self, xs, ys, gys):
-        y = ys[0]
-        return gys[0] * (1 - y * y)
+        gy, y = gys[0], ys[0]
+        return gy - gy * y * y  # gy (1 - y^2) without a Python scalar (NumPy 1.x: 0-d float32)
 
 
 class Sqrt(Function):
