@@ -23,8 +23,10 @@ import statistics
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_jit.py) or imported by run.py
+    from bench_overhead import chain_inputs, dezero_chain, torch_chain
     from common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
 except ImportError:  # imported as benchmarks.bench_jit
+    from benchmarks.bench_overhead import chain_inputs, dezero_chain, torch_chain
     from benchmarks.common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
 
 import dezero
@@ -41,11 +43,7 @@ SIZE = 10
 # the small-op chain
 # =============================================================================
 def _chain_inputs():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(SIZE).astype(np.float32)
-    w = rng.uniform(0.5, 1.0, SIZE).astype(np.float32)
-    b = rng.uniform(-0.1, 0.1, SIZE).astype(np.float32)
-    return x, w, b
+    return chain_inputs(SIZE)  # the chain of bench_overhead.py, at this benchmark's size
 
 
 def make_chain_dezero(n_ops):
@@ -54,15 +52,7 @@ def make_chain_dezero(n_ops):
     def step():
         for v in (x, w, b):
             v.cleargrad()
-        h = x
-        for i in range(n_ops):
-            k = i % 3
-            if k == 0:
-                h = F.sin(h)
-            elif k == 1:
-                h = h * w
-            else:
-                h = h + b
+        h = dezero_chain(x, w, b, n_ops)
         h.backward()
         return h
 
@@ -111,15 +101,7 @@ def make_chain_torch(torch, n_ops):
 
     def step():
         x.grad = w.grad = b.grad = None
-        h = x
-        for i in range(n_ops):
-            k = i % 3
-            if k == 0:
-                h = torch.sin(h)
-            elif k == 1:
-                h = h * w
-            else:
-                h = h + b
+        h = torch_chain(torch, x, w, b, n_ops)
         h.backward(seed)
         return h
 

@@ -27,7 +27,7 @@ N_OPS = 1000
 SIZE = 10
 
 
-def _inputs(size):
+def chain_inputs(size):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(size).astype(np.float32)
     w = rng.uniform(0.5, 1.0, size).astype(np.float32)
@@ -50,7 +50,7 @@ def dezero_chain(x, w, b, n_ops):
 
 
 def make_dezero(n_ops, size):
-    x0, w0, b0 = _inputs(size)
+    x0, w0, b0 = chain_inputs(size)
     x, w, b = dezero.Variable(x0), dezero.Variable(w0), dezero.Variable(b0)
 
     def forward():
@@ -88,21 +88,25 @@ def dezero_fourth_derivative(x0=2.0):
 
 
 # --- torch ---------------------------------------------------------------------------------
+def torch_chain(torch, x, w, b, n_ops):
+    h = x
+    for i in range(n_ops):
+        k = i % 3
+        if k == 0:
+            h = torch.sin(h)
+        elif k == 1:
+            h = h * w
+        else:
+            h = h + b
+    return h
+
+
 def make_torch(torch, n_ops, size):
-    x0, w0, b0 = _inputs(size)
+    x0, w0, b0 = chain_inputs(size)
     x, w, b = (torch.tensor(a, requires_grad=True) for a in (x0, w0, b0))
 
     def chain():
-        h = x
-        for i in range(n_ops):
-            k = i % 3
-            if k == 0:
-                h = torch.sin(h)
-            elif k == 1:
-                h = h * w
-            else:
-                h = h + b
-        return h
+        return torch_chain(torch, x, w, b, n_ops)
 
     seed = torch.ones(size)
 
