@@ -10,6 +10,7 @@ import dezero
 import dezero.functions as F
 from dezero import Variable, optimizers
 from dezero.models import GPT
+from tests._examples import load_example, tiny_shakespeare
 
 
 def _count(V, B, L, C):
@@ -136,24 +137,11 @@ def test_second_order_through_a_block_works():
 
 
 def test_example_trains_evaluates_samples_and_saves(tmp_path, monkeypatch, capsys):
-    import hashlib
-    import importlib.util
     import json
-    from pathlib import Path
-
-    from dezero.datasets import TinyShakespeare
 
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 20
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "input.txt").write_text(text, encoding="utf-8")
-    monkeypatch.setenv("DEZERO_DATA_DIR", str(cache))
-    monkeypatch.setattr(TinyShakespeare, "sha256",
-                        hashlib.sha256(text.encode("utf-8")).hexdigest())
-    path = Path(__file__).resolve().parent.parent / "examples" / "gpt.py"
-    spec = importlib.util.spec_from_file_location("example_gpt", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    tiny_shakespeare(tmp_path, monkeypatch, text)
+    module = load_example("gpt", "example_gpt")
     out = tmp_path / "out"
     result = module.main(["--iters", "4", "--block-size", "8", "--batch-size", "2",
                           "--n-layer", "1", "--n-head", "2", "--n-embd", "8",

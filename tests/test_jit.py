@@ -11,6 +11,7 @@ import dezero.layers as L
 from dezero import Variable, optimizers
 from dezero.jit import CaptureError, JitCheckError
 from dezero.models import MLP, Model
+from tests._examples import load_example, tiny_shakespeare
 
 
 # =============================================================================
@@ -531,23 +532,9 @@ def test_parameter_groups_with_scheduled_alpha_equal_eager():
 
 
 def test_gpt_example_with_jit_trains_exactly_as_without(tmp_path, monkeypatch, capsys):
-    import hashlib
-    import importlib.util
-    from pathlib import Path
-
-    from dezero.datasets import TinyShakespeare
-
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 20
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "input.txt").write_text(text, encoding="utf-8")
-    monkeypatch.setenv("DEZERO_DATA_DIR", str(cache))
-    monkeypatch.setattr(TinyShakespeare, "sha256",
-                        hashlib.sha256(text.encode("utf-8")).hexdigest())
-    path = Path(__file__).resolve().parent.parent / "examples" / "gpt.py"
-    spec = importlib.util.spec_from_file_location("example_gpt_jit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    tiny_shakespeare(tmp_path, monkeypatch, text)
+    module = load_example("gpt", "example_gpt_jit")
     args = ["--iters", "4", "--block-size", "8", "--batch-size", "2", "--n-layer", "1",
             "--n-head", "2", "--n-embd", "8", "--dropout", "0.1", "--eval-interval", "2",
             "--eval-iters", "1", "--final-eval-iters", "2", "--sample-length", "5",
