@@ -1,7 +1,8 @@
 """dezero.serialization: every file format dezero reads or writes, in one place.
 
 - ``.npz`` archives of named arrays (``save_npz_atomic`` / ``load_npz``), read without pickle;
-- ``.safetensors`` files (``save_safetensors`` / ``load_safetensors``, extra ``safetensors``);
+- ``.safetensors`` files (``save_safetensors`` / ``load_safetensors``, extra ``safetensors``),
+  read through a memory map; ``open_safetensors`` reads one lazily (a ``SafetensorsFile``);
 - ``save_arrays`` / ``load_arrays``, which pick one of the two by the file's extension
   (what ``Layer.save_weights`` / ``load_weights`` use);
 - checkpoints (``save_checkpoint`` / ``load_checkpoint``): model, optimizer and extra state
@@ -23,7 +24,8 @@ import os
 import tempfile
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -35,11 +37,13 @@ if TYPE_CHECKING:  # layers and optimizers import this module
 
 __all__ = [
     "CheckpointError",
+    "SafetensorsFile",
     "atomic_write",
     "load_arrays",
     "load_checkpoint",
     "load_npz",
     "load_safetensors",
+    "open_safetensors",
     "save_arrays",
     "save_checkpoint",
     "save_npz_atomic",
@@ -61,6 +65,28 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
+def _atomic_path(path) -> Iterator[str]:
+    """Yield the name of an empty temporary file beside ``path``; rename it over ``path``.
+
+    The caller writes (and syncs) the file; on an exception it is removed and ``path`` is
+    left untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` at exit.
 
@@ -68,21 +94,10 @@ def atomic_write(path) -> Iterator[BinaryIO]:
     content or the complete new one, never a half-written file. On an exception the
     temporary file is removed and ``path`` is left untouched.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # =============================================================================
@@ -174,90 +189,370 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 
 # =============================================================================
-# .safetensors files (extra "safetensors"): atomic write, checksummed read
+# .safetensors files (extra "safetensors"): atomic write, checksummed, memory-mapped read
 # =============================================================================
-_SAFETENSORS_FORMAT = "dezero-safetensors-1"
+# The format: an 8-byte little-endian header length N, N bytes of JSON
+# ({name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}),
+# then the data, each tensor's bytes at [8 + N + begin, 8 + N + end), little-endian, C order.
+# dezero writes and reads it with its own code (so that a write streams one tensor at a time
+# and a read maps the file instead of copying it) and has the safetensors package, the
+# reference implementation, check every header it writes or reads.
+_SAFETENSORS_FORMAT_V1 = "dezero-safetensors-1"  # metadata "crc32": CRC-32 of the bytes only
+_SAFETENSORS_FORMAT = "dezero-safetensors-2"  # CRC-32 of the header entry, then the bytes
+_ST_FORMAT_KEY = "dezero_format"
+_ST_CRC_KEY = "dezero_crc32"
+
+# safetensors dtype name -> NumPy dtype (little-endian as stored). BF16, which NumPy lacks,
+# is read as its bit pattern and widened to float32 (a copy).
+_ST_DTYPES = {
+    "BOOL": np.dtype("bool"), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"), "U32": np.dtype("<u4"), "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"), "U64": np.dtype("<u8"), "I64": np.dtype("<i8"),
+    "F64": np.dtype("<f8"),
+}
+_ST_NAMES = {np.dtype(v).newbyteorder("="): k for k, v in _ST_DTYPES.items() if k != "BF16"}
+_ST_MAX_HEADER = 100 * 2**20  # the reference implementation's limit too
 
 
-def _safetensors_numpy():
+def _safetensors_module():
     try:
-        import safetensors.numpy
+        import safetensors
     except ImportError as e:
         raise ImportError(
             'reading or writing .safetensors files needs the safetensors package: '
             'pip install "dezero-next[safetensors]"'
         ) from e
-    return safetensors.numpy
+    return safetensors
+
+
+def _st_reference_check(path: str) -> None:
+    """Have the safetensors package parse ``path``'s header (offsets, sizes, coverage)."""
+    with _safetensors_module().safe_open(path, framework="numpy") as f:
+        f.keys()
+
+
+def _st_entry_crc(name: str, entry: Mapping[str, Any], data) -> str:
+    # the checksum covers what the header says about the tensor as well as its bytes, so an
+    # edited dtype (F32 -> I32, same size) or shape is caught, not read as other numbers
+    head = json.dumps([name, entry["dtype"], list(entry["shape"]), list(entry["data_offsets"])],
+                      separators=(",", ":"))
+    return format(zlib.crc32(data, zlib.crc32(head.encode("utf-8"))), "08x")
 
 
 def _crc32(array: np.ndarray) -> str:
-    # the bytes as the file stores them (little-endian, C order)
+    # the bytes as the file stores them (little-endian, C order): the first format's checksum
     little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     return format(zlib.crc32(little.view(np.uint8).reshape(-1)), "08x")
 
 
-def save_safetensors(path, arrays: Mapping[str, Any]) -> None:
+def save_safetensors(path, arrays: Mapping[str, Any],
+                     metadata: Mapping[str, str] | None = None) -> None:
     """Write ``arrays`` (name -> array) to the ``.safetensors`` file ``path`` atomically.
 
-    Written with the ``safetensors`` package's NumPy API, so any safetensors reader
-    (``safetensors.numpy.load_file``, PyTorch, JAX) reads it. CuPy arrays are copied to
-    the host. The header's metadata holds a CRC-32 of every array, which
-    ``load_safetensors`` checks (the format itself has no checksum).
-    """
-    st = _safetensors_numpy()
-    tensors: dict[str, np.ndarray] = {}
-    for key, value in arrays.items():
-        array = np.ascontiguousarray(cuda.as_numpy(value))
-        if array.dtype.kind not in "biuf":
-            raise TypeError(f"{key!r}: a .safetensors file cannot hold dtype {array.dtype}")
-        tensors[key] = array
-    crcs = {key: _crc32(array) for key, array in tensors.items()}
-    metadata = {"format": _SAFETENSORS_FORMAT, "crc32": json.dumps(crcs)}
-    data = st.save(tensors, metadata=metadata)
-    with atomic_write(path) as f:
-        f.write(data)
+    Any safetensors reader (``safetensors.numpy.load_file``, PyTorch, JAX, ``transformers``)
+    reads the file. The arrays are written one at a time (no second copy of the whole file
+    in memory); CuPy arrays are copied to the host. The header's metadata holds a CRC-32 per
+    array that covers its header entry (name, dtype, shape, offsets) and its bytes, checked
+    by ``load_safetensors`` (the format itself has no checksum), and the saved order. The
+    file is written to a temporary file beside ``path``, checked by the safetensors package
+    and then renamed over ``path``.
 
-
-def _safetensors_metadata(data: bytes) -> dict:
-    (size,) = np.frombuffer(data[:8], dtype="<u8")
-    header = json.loads(data[8:8 + int(size)].decode("utf-8"))
-    return header.get("__metadata__") or {}
-
-
-def load_safetensors(path) -> dict[str, np.ndarray]:
-    """Read every array of the ``.safetensors`` file ``path`` (no pickle in the format).
-
-    Files written by other programs load too; files written by dezero also have their
-    checksums verified.
+    Args:
+        path: the file to write (the name is used as given).
+        arrays: name -> array of a bool, integer or floating dtype.
+        metadata: extra ``str -> str`` entries for the header's ``__metadata__`` (for
+            example ``{"format": "pt"}``, which ``transformers`` asks for). Keys starting
+            with ``dezero_`` are dezero's own.
 
     Raises:
-        FileNotFoundError: when ``path`` does not exist.
-        CheckpointError: when the file is truncated, corrupted (checksums of dezero's
-            files), or not a safetensors file; the message names the path.
+        ImportError: without the ``safetensors`` package (naming the extra).
+        TypeError: an array of a dtype the format cannot hold, a name or metadata entry
+            that is not a str.
+        ValueError: a reserved name or metadata key.
     """
-    st = _safetensors_numpy()
+    _safetensors_module()
+    meta: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"safetensors metadata must map str to str, got {key!r}: {value!r}")
+        if key.startswith("dezero_"):
+            raise ValueError(f"metadata key {key!r}: keys starting with 'dezero_' are reserved")
+        meta[key] = value
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str):
+            raise TypeError(f"safetensors names must be str, got {key!r}")
+        if key == "__metadata__":
+            raise ValueError("'__metadata__' is reserved by the safetensors format")
+        array = np.asarray(cuda.as_numpy(value))
+        name = _ST_NAMES.get(array.dtype.newbyteorder("="))
+        if name is None:
+            raise TypeError(f"{key!r}: a .safetensors file cannot hold dtype {array.dtype}")
+        tensors[key] = np.ascontiguousarray(array, dtype=_ST_DTYPES[name])
+    # widest items first, so that every tensor stays aligned (the header is padded to 8)
+    layout = sorted(tensors, key=lambda k: -tensors[k].dtype.itemsize)
+    header: dict[str, Any] = {}
+    offset = 0
+    crcs: dict[str, str] = {}
+    for key in layout:
+        array = tensors[key]
+        header[key] = {"dtype": _ST_NAMES[array.dtype.newbyteorder("=")],
+                       "shape": list(array.shape),
+                       "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    for key in tensors:  # the saved order
+        crcs[key] = _st_entry_crc(key, header[key], tensors[key].reshape(-1).view(np.uint8))
+    meta[_ST_FORMAT_KEY] = _SAFETENSORS_FORMAT
+    meta[_ST_CRC_KEY] = json.dumps(crcs)
+    head = json.dumps({"__metadata__": meta, **header}, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    with _atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(len(head).to_bytes(8, "little"))
+            f.write(head)
+            for key in layout:
+                f.write(tensors[key].reshape(-1).view(np.uint8).data)
+            f.flush()
+            os.fsync(f.fileno())
+        _st_reference_check(tmp)
+
+
+class SafetensorsFile(Mapping):
+    """A ``.safetensors`` file opened through a read-only memory map (``open_safetensors``).
+
+    A mapping name -> NumPy array: each array is a read-only view of the mapped file, made
+    when it is asked for, so opening reads only the header and a tensor's bytes come into
+    memory when they are used (and stay in the page cache, not in a second copy). The
+    arrays keep the map alive; nothing needs closing. BF16 tensors, which NumPy lacks, are
+    returned widened to float32 (a copy).
+
+    Attributes:
+        path: the file's path.
+        metadata: the header's ``__metadata__`` (a dict of str -> str; empty when absent).
+        checksummed: True for files written by dezero, whose tensors are checked (header
+            entry and bytes) when first read; files written by other programs have no
+            checksums.
+    """
+
+    def __init__(self, path: str, header: dict, data, crcs: dict | None, v1: bool,
+                 verify: bool):
+        self.path = path
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._entries: dict[str, dict] = header
+        self._data = data
+        self._crcs = crcs
+        self._v1 = v1
+        self._verify = verify and crcs is not None
+        self._verified: set[str] = set()
+        self.checksummed = crcs is not None
+        # the saved order for dezero's files (the format sorts by dtype and name)
+        self._order = list(crcs) if crcs is not None else sorted(header)
+
+    def __repr__(self) -> str:
+        return f"SafetensorsFile({self.path!r}, {len(self)} tensors)"
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self):
+        return iter(self._order)
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def dtype(self, name: str) -> np.dtype:
+        """The dtype ``self[name]`` has (float32 for a BF16 tensor), without reading it."""
+        kind = self._entry(name)["dtype"]
+        return np.dtype(np.float32) if kind == "BF16" else _ST_DTYPES[kind].newbyteorder("=")
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of ``self[name]``, without reading it."""
+        return tuple(self._entry(name)["shape"])
+
+    def _entry(self, name: str) -> dict:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"{self.path!r} has no tensor {name!r}") from None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        entry = self._entry(name)
+        begin, end = entry["data_offsets"]
+        raw = self._data[begin:end]
+        if self._verify and name not in self._verified:
+            self.check(name)
+        array = raw.view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+        if entry["dtype"] == "BF16":
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        return array
+
+    def check(self, name: str | None = None) -> None:
+        """Verify the checksum of tensor ``name`` (all tensors when None); dezero's files only.
+
+        Raises:
+            CheckpointError: naming the file and the tensor whose header entry or bytes
+                changed since it was written.
+        """
+        if self._crcs is None:
+            return
+        for key in ([name] if name is not None else self._order):
+            entry = self._entry(key)
+            begin, end = entry["data_offsets"]
+            raw = self._data[begin:end]
+            if self._v1:
+                got = format(zlib.crc32(raw), "08x")
+            else:
+                got = _st_entry_crc(key, entry, raw)
+            if got != self._crcs[key]:
+                raise CheckpointError(
+                    f"cannot load {self.path!r}: checksum mismatch for tensor {key!r} (dtype "
+                    f"{entry['dtype']}, shape {list(entry['shape'])}): its header entry or its "
+                    f"bytes changed after it was written; the file is corrupted"
+                )
+            self._verified.add(key)
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the header names {key!r} twice")
+        out[key] = value
+    return out
+
+
+def _parse_safetensors_header(raw: bytes, file_size: int) -> tuple[dict, int]:
+    """The header dict and where the data starts; ValueError for anything malformed."""
+    if len(raw) < 8:
+        raise ValueError("the file is shorter than the 8-byte header length")
+    size = int.from_bytes(raw[:8], "little")
+    if size > _ST_MAX_HEADER or 8 + size > file_size:
+        raise ValueError(f"the header length {size} does not fit a {file_size}-byte file")
+    header = json.loads(raw[8:8 + size].decode("utf-8"), object_pairs_hook=_no_duplicates)
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ValueError("__metadata__ must map str to str")
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(entry, dict) and entry.get("dtype") in _ST_DTYPES
+                and isinstance(entry.get("shape"), list)
+                and all(type(n) is int and n >= 0 for n in entry["shape"])
+                and isinstance(entry.get("data_offsets"), list)
+                and len(entry["data_offsets"]) == 2
+                and all(type(n) is int for n in entry["data_offsets"])):
+            raise ValueError(f"tensor {name!r}: a malformed or unsupported header entry {entry}")
+        begin, end = entry["data_offsets"]
+        nbytes = math.prod(entry["shape"]) * _ST_DTYPES[entry["dtype"]].itemsize
+        if not 0 <= begin <= end or end - begin != nbytes:
+            raise ValueError(
+                f"tensor {name!r}: offsets {[begin, end]} do not hold {entry['dtype']} "
+                f"{entry['shape']} ({nbytes} bytes)"
+            )
+        spans.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise ValueError(f"tensor {name!r}: its data does not follow the previous tensor's")
+        position = end
+    if 8 + size + position != file_size:
+        raise ValueError(
+            f"the header describes {position} bytes of data, the file holds "
+            f"{file_size - 8 - size}"
+        )
+    return header, 8 + size
+
+
+def open_safetensors(path, *, verify: bool = True) -> SafetensorsFile:
+    """Open the ``.safetensors`` file ``path`` lazily, through a read-only memory map.
+
+    Only the header is read (and checked, by dezero and by the safetensors package); each
+    tensor is a view of the mapped file, read from disk when used. For files written by
+    dezero each tensor's checksum (header entry and bytes) is verified when it is first
+    accessed (``verify=False`` skips that; ``check()`` verifies all at once). What a
+    ``from_pretrained`` needs: names, ``dtype(name)`` and ``shape(name)`` without reading
+    any data, then one tensor at a time, never a second copy of the file.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+    >>> save_safetensors(path, {"W": np.ones((2, 3), np.float32)}, metadata={"format": "pt"})
+    >>> f = open_safetensors(path)
+    >>> list(f), f.shape("W"), f.dtype("W"), f.metadata["format"]
+    (['W'], (2, 3), dtype('float32'), 'pt')
+    >>> f["W"].flags.writeable
+    False
+
+    Raises:
+        ImportError: without the ``safetensors`` package (naming the extra).
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: a truncated or malformed file, or one that is not a safetensors
+            file; the message names the path (and, for a checksum, the tensor).
+    """
+    _safetensors_module()
     path = os.fspath(path)
     with open(path, "rb") as f:
-        data = f.read()
+        file_size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        head += f.read(min(size, _ST_MAX_HEADER, max(file_size - 8, 0)))
     try:
-        loaded = st.load(data)
-        metadata = _safetensors_metadata(data)
-        # the saved order (the format itself sorts the arrays by dtype and name)
-        order = sorted(loaded)
-        if metadata.get("format") == _SAFETENSORS_FORMAT:
-            crcs = json.loads(metadata["crc32"])
-            if set(crcs) != set(loaded):
-                raise ValueError("the arrays differ from the ones the header lists")
-            bad = [k for k in crcs if _crc32(loaded[k]) != crcs[k]]
-            if bad:
-                raise ValueError(f"checksum mismatch for {bad}")
-            order = list(crcs)
+        header, start = _parse_safetensors_header(head, file_size)
+        _st_reference_check(path)
+        metadata = header.get("__metadata__") or {}
+        crcs, v1 = None, False
+        if metadata.get(_ST_FORMAT_KEY) == _SAFETENSORS_FORMAT:
+            crcs = json.loads(metadata[_ST_CRC_KEY])
+        elif metadata.get("format") == _SAFETENSORS_FORMAT_V1:
+            crcs, v1 = json.loads(metadata["crc32"]), True
+        if crcs is not None:
+            names = {k for k in header if k != "__metadata__"}
+            if not isinstance(crcs, dict) or set(crcs) != names:
+                raise ValueError(
+                    "the tensors differ from the ones the checksums list "
+                    f"(only in the header: {sorted(names - set(crcs))}; only in the "
+                    f"checksums: {sorted(set(crcs) - names)})"
+                )
+        length = file_size - start
+        if length:
+            data = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(length,))
+        else:
+            data = np.zeros(0, dtype=np.uint8)
     except Exception as e:  # SafetensorError, or what a damaged header makes json raise
         raise CheckpointError(
             f"cannot load {path!r}: the file is truncated, corrupted or not a .safetensors "
             f"file ({type(e).__name__}: {e})"
         ) from e
-    return {k: loaded[k] for k in order}
+    return SafetensorsFile(path, header, data, crcs, v1, verify)
+
+
+def load_safetensors(path) -> dict[str, np.ndarray]:
+    """Read every array of the ``.safetensors`` file ``path`` (no pickle in the format).
+
+    The file is memory-mapped, not read into a buffer: the arrays are read-only views of
+    the map (copy one to write into it), so a load holds the file's bytes once (a load into
+    a model copies each array into its parameter). Files written by other programs load
+    too; for files written by dezero every checksum (header entry and bytes) is verified
+    before the dict is returned. Files of dezero's first safetensors format (checksums of
+    the bytes only) still load. ``open_safetensors`` reads lazily instead.
+
+    Raises:
+        ImportError: without the ``safetensors`` package (naming the extra).
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: when the file is truncated, corrupted (checksums of dezero's
+            files; the message names the tensor), or not a safetensors file; the message
+            names the path.
+    """
+    f = open_safetensors(path)
+    f.check()
+    return {name: f[name] for name in f}
 
 
 # =============================================================================

@@ -1,3 +1,4 @@
+import json
 import os
 import zipfile
 
@@ -97,7 +98,7 @@ def test_format_follows_the_extension(tmp_path):
 
 
 def test_failed_safetensors_save_leaves_the_old_file(tmp_path, monkeypatch):
-    st = pytest.importorskip("safetensors.numpy")
+    pytest.importorskip("safetensors")
     path = tmp_path / "w.safetensors"
     _net().save_weights(path)
     original = path.read_bytes()
@@ -105,7 +106,7 @@ def test_failed_safetensors_save_leaves_the_old_file(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(st, "save", broken)
+    monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(OSError, match="disk full"):
         _fresh().save_weights(path)
     assert path.read_bytes() == original
@@ -206,3 +207,204 @@ def test_safetensors_from_the_device(xp, tmp_path):
     b.load_weights(tmp_path / "w.safetensors")
     assert type(b.W.data) is type(a.W.data)  # loaded onto the layer's own device
     np.testing.assert_array_equal(L.cuda.as_numpy(b.W.data), L.cuda.as_numpy(a.W.data))
+
+
+# =============================================================================
+# safetensors: the checksum covers each header entry; reads go through a memory map
+# =============================================================================
+def _header(path):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return raw, n, json.loads(raw[8:8 + n])
+
+
+def _rewrite_header(path, edit):
+    """Edit the header JSON of ``path`` in place, keeping its length (spaces pad it)."""
+    raw, n, header = _header(path)
+    edit(header)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    assert len(head) <= n
+    path.write_bytes(raw[:8] + head + b" " * (n - len(head)) + raw[8 + n:])
+
+
+def _two_tensors(tmp_path):
+    path = tmp_path / "w.safetensors"
+    serialization.save_safetensors(path, {
+        "first/W": np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3),
+        "first/b": np.linspace(2, 3, 6, dtype=np.float32).reshape(2, 3),
+    })
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "tensor"),
+    [
+        # the issue's example: the same bytes read as int32 would be numbers around 1e9
+        (lambda h: h["first/W"].__setitem__("dtype", "I32"), "first/W"),
+        (lambda h: h["first/b"].__setitem__("shape", [3, 2]), "first/b"),
+        # swap where two same-sized tensors live: each name would get the other's bytes
+        (lambda h: (h["first/W"].__setitem__("data_offsets", h["first/b"]["data_offsets"]),
+                    h["first/b"].__setitem__("data_offsets", [0, 24])), "first/"),
+    ],
+    ids=["dtype", "shape", "offsets"],
+)
+def test_an_edited_header_entry_is_refused_naming_the_tensor(tmp_path, edit, tensor):
+    pytest.importorskip("safetensors")
+    path = _two_tensors(tmp_path)
+    _, _, header = _header(path)
+    assert header["first/W"]["data_offsets"] == [0, 24]
+    _rewrite_header(path, edit)
+    with pytest.raises(CheckpointError, match=rf"w\.safetensors.*checksum mismatch for tensor "
+                                              rf"'{tensor}"):
+        serialization.load_safetensors(path)
+    # lazily too: the tensor is checked when it is first read
+    f = serialization.open_safetensors(path)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        [f[k] for k in f]
+
+
+def _save_first_format(path, arrays):
+    """A file exactly as dezero's first safetensors format wrote it (the safetensors package's
+    writer; metadata "format" and a CRC-32 of each array's bytes only)."""
+    import zlib
+
+    st = pytest.importorskip("safetensors.numpy")
+    crcs = {k: format(zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1)), "08x")
+            for k, v in arrays.items()}
+    metadata = {"format": "dezero-safetensors-1", "crc32": json.dumps(crcs)}
+    path.write_bytes(st.save(dict(arrays), metadata=metadata))
+
+
+def test_files_of_the_first_format_still_load_and_are_checked(tmp_path):
+    from tests.test_layers import assert_same_state
+
+    a = _net()
+    path = tmp_path / "old.safetensors"
+    _save_first_format(path, a.state_dict())
+    b = _fresh()
+    b.load_weights(path)
+    assert_same_state(a, b)
+    assert list(serialization.load_arrays(path)) == list(a.state_dict())  # the saved order
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x01  # one bit of the last array's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"old\.safetensors.*checksum mismatch for tensor"):
+        _fresh().load_weights(path)
+
+
+def test_load_returns_read_only_views_of_a_memory_map(tmp_path):
+    pytest.importorskip("safetensors")
+    path = _two_tensors(tmp_path)
+    arrays = serialization.load_safetensors(path)
+    assert list(arrays) == ["first/W", "first/b"]
+    for a in arrays.values():
+        assert not a.flags.writeable
+        base = a
+        while not isinstance(base, np.memmap) and base.base is not None:
+            base = base.base
+        assert isinstance(base, np.memmap)
+    np.testing.assert_array_equal(arrays["first/b"],
+                                  np.linspace(2, 3, 6, dtype=np.float32).reshape(2, 3))
+
+
+def test_open_safetensors_reads_lazily_with_metadata(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    path = tmp_path / "hf.safetensors"
+    # a file of another program (no dezero checksums), with Hugging Face's metadata
+    st.save_file({"h.0.w": np.arange(6, dtype=np.float32).reshape(2, 3),
+                  "wte": np.arange(4, dtype=np.int64), "flag": np.array([True, False])},
+                 str(path), metadata={"format": "pt"})
+    f = serialization.open_safetensors(path)
+    assert f.metadata == {"format": "pt"} and not f.checksummed
+    assert sorted(f) == ["flag", "h.0.w", "wte"] and len(f) == 3 and "wte" in f
+    assert f.shape("h.0.w") == (2, 3) and f.dtype("wte") == np.int64
+    np.testing.assert_array_equal(f["wte"], np.arange(4))
+    assert f["flag"].dtype == np.bool_
+    with pytest.raises(KeyError, match="no tensor 'nope'"):
+        f["nope"]
+    # dezero writes metadata for others (transformers asks for format "pt") beside its own
+    serialization.save_safetensors(tmp_path / "d.safetensors", dict(f), metadata={"format": "pt"})
+    g = serialization.open_safetensors(tmp_path / "d.safetensors")
+    assert g.metadata["format"] == "pt" and g.checksummed
+    assert st.load_file(str(tmp_path / "d.safetensors"))["h.0.w"].shape == (2, 3)
+    with pytest.raises(ValueError, match="reserved"):
+        serialization.save_safetensors(tmp_path / "e.safetensors", {}, metadata={"dezero_x": "1"})
+    with pytest.raises(TypeError, match="str to str"):
+        serialization.save_safetensors(tmp_path / "e.safetensors", {}, metadata={"n": 1})
+    assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_bf16_tensors_are_widened_to_float32(tmp_path):
+    pytest.importorskip("safetensors")
+    values = np.array([1.0, -2.5, 3.140625], dtype=np.float32)
+    bits = (values.view(np.uint32) >> 16).astype("<u2")  # exact in bfloat16
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
+    f = serialization.open_safetensors(path)
+    assert f.dtype("x") == np.float32
+    np.testing.assert_array_equal(f["x"], values)
+
+
+_RSS_PROBE = r"""
+import os, sys
+import numpy as np
+import dezero.layers as L
+from dezero import serialization
+from dezero.models import Sequential
+
+def memory():
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+mode, path, expect = sys.argv[1], sys.argv[2], float(sys.argv[3])
+model = Sequential(*[L.Linear(2048, in_size=2048, nobias=True) for _ in range(8)])
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+except OSError:
+    pass
+before = memory()
+if mode == "arrays":
+    arrays = serialization.load_safetensors(path)
+    total = sum(float(a.sum(dtype=np.float64)) for a in arrays.values())
+else:
+    model.load_weights(path)
+    total = sum(float(p.data.sum(dtype=np.float64)) for p in model.params())
+after = memory()
+assert abs(total - expect) < 1e-6 * max(1.0, abs(expect)), (total, expect)
+print((after["VmHWM"] - before["VmRSS"]) / os.path.getsize(path))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("mode", ["arrays", "load_weights"])
+def test_a_load_holds_the_file_once(tmp_path, mode):
+    # 128 MiB of weights; the old load (read the file, then let the package copy it into
+    # arrays) peaked at 2.1x the file size above the model, a mapped load at 1.0-1.15x
+    pytest.importorskip("safetensors")
+    import subprocess
+    import sys
+
+    from dezero.models import Sequential
+
+    model = Sequential(*[L.Linear(2048, in_size=2048, nobias=True) for _ in range(8)])
+    path = tmp_path / "big.safetensors"
+    model.save_weights(path)
+    assert path.stat().st_size > 128 * 2**20
+    expect = sum(float(p.data.sum(dtype=np.float64)) for p in model.params())
+    del model
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, mode, str(path), repr(expect)],
+        capture_output=True, text=True, timeout=300, check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.returncode == 0, proc.stderr
+    ratio = float(proc.stdout.split()[-1])
+    assert ratio < 1.35, f"peak RSS grew by {ratio:.2f}x the file size during the load"
