@@ -33,6 +33,7 @@ try:  # as a script (python benchmarks/bench_distributed.py) or imported by run.
 except ImportError:  # imported as benchmarks.bench_distributed
     from benchmarks.common import Table, Timing, bench_main, timeit
 
+SUPPORTS_AB = False  # it compares dezero with raw MPI, not with another tree
 BATCH = 100  # global batch
 STEPS_PER_EPOCH = 60000 // BATCH
 REPEAT, ITERS = 5, 40  # MNIST: rounds of ITERS steps

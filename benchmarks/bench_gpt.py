@@ -6,33 +6,29 @@ over all positions, backward, global-norm gradient clipping at 1.0 and an AdamW 
 weight decay 0.1 on the matrices only. PyTorch runs the same network (fused qkv, pre-LN
 blocks, tanh-GELU MLP, bias-free head) built from ``torch.nn`` modules with
 ``F.scaled_dot_product_attention``, starting from dezero's initial weights; the first loss
-is checked to agree. Reported: milliseconds per step, and forward only (no_grad).
+is checked to agree. Reported: milliseconds per step, and forward only (no_grad), at the
+machine's default threads (each framework's own default, or ``--threads``) and with 1
+thread each; and the peak memory of the process (default threads) above its memory after
+the imports.
 
-Both frameworks run in one process with glibc's allocator told to keep freed blocks
-(``dezero._allocator.keep_freed_memory``, as examples/gpt.py does): with the default
-thresholds NumPy's per-step arrays fault in fresh pages every step (about 7,000 page
-faults per step here, against about 100 for PyTorch's allocations). ``--release-memory``
-measures with the defaults.
+Each framework runs in its own process (benchmarks/common.py), as a user runs it: no
+private dezero call, no allocator setting made by the script. ``--ab OTHER_TREE`` compares
+two dezero trees.
 
-    python benchmarks/bench_gpt.py [--quick] [--profile] [--threads N] [--release-memory]
+    python benchmarks/bench_gpt.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_gpt.py) or imported by run.py
-    from bench_lstm import interleaved
-    from common import Table, bench_main, profile_call, torch_or_none
+    from common import Table, Workload, bench_main, compare, profile_workload
 except ImportError:  # imported as benchmarks.bench_gpt
-    from benchmarks.bench_lstm import interleaved
-    from benchmarks.common import Table, bench_main, profile_call, torch_or_none
+    from benchmarks.common import Table, Workload, bench_main, compare, profile_workload
 
 import dezero
 import dezero.functions as F
-from dezero._allocator import keep_freed_memory
 from dezero.models import GPT
 from dezero.optimizers import AdamW, ClipGrad
 
@@ -40,7 +36,6 @@ BABY = {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd":
 BATCH = 12
 LR = 1e-3
 WEIGHT_DECAY = 0.1
-RELEASE_MEMORY = False  # --release-memory: keep glibc's default allocator thresholds
 
 
 def _batch(cfg, batch, seed=0):
@@ -160,43 +155,55 @@ def make_torch(torch, model, cfg, batch):
 
 
 # --- the benchmark ---------------------------------------------------------------------------
-def run(quick: bool = False, profile: bool = False) -> list[Table]:
-    tuned = not RELEASE_MEMORY and keep_freed_memory()
-    cfg = dict(BABY)
-    batch = BATCH
+STEP = "train step (forward+backward+update)"
+FORWARD = "forward only (no_grad)"
+
+
+def _config(quick):
+    cfg, batch = dict(BABY), BATCH
     if quick:
         cfg.update(block_size=16, n_layer=1, n_head=2, n_embd=32)
         batch = 2
-    repeat = 3 if quick else 30
-    torch = torch_or_none()
+    return cfg, batch
 
-    model, dz_step, dz_forward = make_dezero(cfg, batch)
-    th_step = th_forward = None
-    if torch is not None:
-        th_step, th_forward = make_torch(torch, model, cfg, batch)
-        # same work: the first loss agrees (before any update could make them differ)
-        a, b = float(dz_step().data), float(th_step().detach())
-        if not np.isclose(a, b, rtol=1e-4, atol=1e-5):
-            raise AssertionError(f"first-step loss differs: dezero {a}, torch {b}")
 
-    table = Table(
-        f"GPT (block {cfg['block_size']}, batch {batch}, {cfg['n_layer']} layers, "
-        f"{cfg['n_head']} heads, width {cfg['n_embd']}), AdamW + clipping: ms per step"
-        f"{'' if tuned else ' (default allocator thresholds)'}",
-        unit="ms")
-    cases = {"train step (forward+backward+update)": (dz_step, th_step),
-             "forward only (no_grad)": (dz_forward, th_forward)}
-    for case, (dz, th) in cases.items():
-        timings = interleaved([dz] if th is None else [dz, th], repeat=repeat)
-        table.add(case, timings[0], timings[1] if th is not None else None, scale=1e3)
+def workload(framework: str, quick: bool = False) -> Workload:
+    """One framework's GPT: the step, the forward, and (check) the first step's loss."""
+    cfg, batch = _config(quick)
+    model, step, forward = make_dezero(cfg, batch)  # the weights both frameworks start from
+    if framework == "torch":
+        import torch
 
+        step, forward = make_torch(torch, model, cfg, batch)
+        del model
+
+        def check():
+            return [step().detach().numpy()]
+    else:
+        def check():
+            return [step().data]
+
+    return Workload({STEP: step, FORWARD: forward}, check)
+
+
+def run(quick: bool = False, profile: bool = False) -> list[Table]:
+    cfg, batch = _config(quick)
+    rounds = 3 if quick else 20
+    min_round = 0.01 if quick else 0.2
+    title = (f"GPT (block {cfg['block_size']}, batch {batch}, {cfg['n_layer']} layers, "
+             f"{cfg['n_head']} heads, width {cfg['n_embd']}), AdamW + clipping: ms per step")
+    res = compare("bench_gpt", quick=quick, rounds=rounds, min_round_s=min_round,
+                  rtol=1e-4, atol=1e-5)
+    default = res.table(f"{title}, default threads", unit="ms", scale=1e3)
+    rss = res.rss_table("GPT, default threads: peak memory of the process")
+    res1 = compare("bench_gpt", quick=quick, rounds=rounds, min_round_s=min_round, threads=1,
+                   rtol=1e-4, atol=1e-5)
+    one = res1.table(f"{title}, 1 thread each", unit="ms", scale=1e3)
     if profile:
-        profile_call(dz_step, calls=3 if quick else 20, title="dezero, one GPT training step")
-    return [table]
+        profile_workload(workload, STEP, calls=3 if quick else 20, quick=quick,
+                         title="dezero, one GPT training step")
+    return [default, one, rss]
 
 
 if __name__ == "__main__":
-    if "--release-memory" in sys.argv:
-        sys.argv.remove("--release-memory")
-        RELEASE_MEMORY = True
     bench_main(run, __doc__)

@@ -6,9 +6,10 @@ Cases (float32, SGD, one iteration = forward + backward + update, synchronised):
     batch 100
 
 Needs CuPy and a CUDA device (and torch with CUDA for the baseline); with ``--cpu`` it runs
-the same code on NumPy / PyTorch CPU as a smoke test.
+the same code on NumPy / PyTorch CPU as a smoke test. Each framework runs in its own process
+(benchmarks/common.py); ``--ab OTHER_TREE`` compares two dezero trees.
 
-    python benchmarks/bench_gpu.py [--quick] [--cpu]
+    python benchmarks/bench_gpu.py [--quick] [--cpu] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ import sys
 import numpy as np
 
 try:  # as a script or imported by run.py
-    from common import Table, print_environment, timeit, torch_or_none
+    from common import Table, Workload, add_arguments, apply_arguments, compare, print_environment
 except ImportError:
-    from benchmarks.common import Table, print_environment, timeit, torch_or_none
+    from benchmarks.common import (
+        Table,
+        Workload,
+        add_arguments,
+        apply_arguments,
+        compare,
+        print_environment,
+    )
 
 import dezero
 import dezero.functions as F
@@ -125,45 +133,60 @@ CASES = [("MLP 784-1000-1000-10, batch 100", MLP, "mlp", 100),
          ("CNN 1-16-32 conv3x3 + pool, batch 100", CNN, "cnn", 100)]
 
 
+def workload(framework: str, quick: bool = False, gpu: bool = True) -> Workload:
+    """Every case's step for one framework: dezero eager and jit, or PyTorch (no cases where
+    PyTorch has no CUDA). ``info`` says whether each jitted step runs as a CUDA graph."""
+    cases, info = {}, {}
+    if framework == "torch":
+        import torch
+
+        if gpu and not torch.cuda.is_available():
+            return Workload({}, info={"torch": "no CUDA device for torch"})
+    for title, cls, tname, batch in CASES:
+        if quick:
+            batch = min(batch, 32)
+        if framework == "torch":
+            cases[title] = torch_step(torch, tname, batch, gpu)
+            continue
+        cases[title] = dezero_step(cls, batch, gpu)
+        step = dezero_step(cls, batch, gpu, jit=True)
+        for _ in range(3):
+            step()
+        cases[f"{title}, dezero.jit"] = step
+        stats = step.jit.stats()
+        info[f"dezero.jit, {title}"] = (f"CUDA graph in use: {stats['gpu_graph']}" + (
+            "" if stats["gpu_graph"] else f" ({stats['gpu_graph_reason']})"))
+    return Workload(cases, info=info)
+
+
 def run(quick=False, profile=False, gpu=True):
     if gpu and not cuda.gpu_enable:
         print("bench_gpu: skipped, CuPy with a CUDA device is required (--cpu smoke tests the "
               "same code on the CPU)")
         return []
-    torch = torch_or_none()
-    if torch is not None and gpu and not torch.cuda.is_available():
-        torch = None
     device = "GPU" if gpu else "CPU"
     if gpu:
         name = cuda.cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
         device = f"GPU: {name}"
-    table = Table(f"training step, ms per iteration ({device})", unit="ms")
-    repeat, number = (3, 2) if quick else (7, 20)
-    for title, cls, tname, batch in CASES:
-        if cls is CNN and not hasattr(L, "Conv2d"):
-            continue
-        if quick:
-            batch = min(batch, 32)
-        d = timeit(dezero_step(cls, batch, gpu), repeat=repeat, number=number, warmup=3)
-        step = dezero_step(cls, batch, gpu, jit=True)
-        d_jit = timeit(step, repeat=repeat, number=number, warmup=3)
-        t = None
-        if torch is not None:
-            t = timeit(torch_step(torch, tname, batch, gpu), repeat=repeat, number=number,
-                       warmup=3)
-        table.add(title, d, t, scale=1e3)
-        table.add(f"{title}, dezero.jit", d_jit, t, scale=1e3)
-        stats = step.jit.stats()
-        print(f"# dezero.jit, {title}: CUDA graph in use: {stats['gpu_graph']}"
-              + ("" if stats["gpu_graph"] else f" ({stats['gpu_graph_reason']})"))
+    rounds, number = (3, 2) if quick else (7, 20)
+    res = compare("bench_gpu", quick=quick, kwargs={"gpu": gpu}, rounds=rounds, number=number,
+                  warmup=3)
+    table = Table(f"training step, ms per iteration ({device})", unit="ms",
+                  columns=res.table("", "ms").columns)
+    for title, *_ in CASES:
+        res.add_row(table, title, title, scale=1e3)
+        res.add_row(table, f"{title}, dezero.jit", f"{title}, dezero.jit", title, scale=1e3)
+    for key, value in res.info.items():
+        print(f"# {key}: {value}")
     return [table]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    add_arguments(parser)
     parser.add_argument("--cpu", action="store_true", help="smoke test on NumPy / torch CPU")
     args = parser.parse_args(argv)
+    apply_arguments(args)
     print_environment()
     print()
     for table in run(quick=args.quick, gpu=not args.cpu):

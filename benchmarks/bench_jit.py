@@ -10,24 +10,24 @@ Cases, each a whole step measured in the same run:
   - the MNIST MLP 784-1000-1000-10 (MomentumSGD) and the MNIST CNN (conv 1->32 and 32->64,
     3x3 pad 1, ReLU, max-pool 2, linear 10) training steps at batch 100.
 
-The dispatch-bound cases (chain, small MLP) run PyTorch with 1 thread (dezero is single
-threaded there); the MNIST cases use the thread count of the run (``--threads``).
+The dispatch-bound cases (chain, small MLP) run both frameworks with 1 thread; the MNIST
+cases use the thread count of the run (``--threads``, else each framework's default). Each
+framework runs in its own process (benchmarks/common.py); dezero's eager and jit steps (and
+NumPy by hand) share one. ``--ab OTHER_TREE`` compares two dezero trees.
 
-    python benchmarks/bench_jit.py [--quick] [--profile] [--threads N]
+    python benchmarks/bench_jit.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
-
-import statistics
 
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_jit.py) or imported by run.py
     from bench_overhead import chain_inputs, dezero_chain, torch_chain
-    from common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
+    from common import Table, Workload, bench_main, compare, profile_workload
 except ImportError:  # imported as benchmarks.bench_jit
     from benchmarks.bench_overhead import chain_inputs, dezero_chain, torch_chain
-    from benchmarks.common import Table, Timing, bench_main, profile_call, timeit, torch_or_none
+    from benchmarks.common import Table, Workload, bench_main, compare, profile_workload
 
 import dezero
 import dezero.functions as F
@@ -169,8 +169,9 @@ def _data(shape, classes, batch, seed=0):
     return x, t
 
 
-def make_steps(make_model, make_opt, x, t, torch, torch_opt):
-    """(eager step, jit step, torch step): three copies of one model, same weights."""
+def _dezero_steps(make_model, make_opt, x, t):
+    """({"dezero eager": step, "dezero jit": step}, the first three losses): two copies of
+    one model, same weights, checked to agree."""
     np.random.seed(0)  # noqa: NPY002
     m_eager = make_model()
     m_jit = make_model()
@@ -190,68 +191,74 @@ def make_steps(make_model, make_opt, x, t, torch, torch_opt):
 
     eager = train(m_eager, o_eager)
     jitted = dezero.jit(train(m_jit, o_jit))
-    steps = {"eager": lambda: eager(x, t), "jit": lambda: jitted(x, t)}
-    th = None
-    if torch is not None:
-        net = _torch_model(torch, m_eager)
-        topt = torch_opt(net.parameters())
-        tx, tt = torch.from_numpy(x), torch.from_numpy(t)
-        lossf = torch.nn.functional.cross_entropy
-
-        def th():
-            loss = lossf(net(tx), tt)
-            topt.zero_grad(set_to_none=True)
-            loss.backward()
-            topt.step()
-            return loss
-
-    for _ in range(3):  # the same start: the three give the same losses
-        a, b = float(steps["eager"]().data), float(steps["jit"]().data)
+    steps = {"dezero eager": lambda: eager(x, t), "dezero jit": lambda: jitted(x, t)}
+    losses = []
+    for _ in range(3):  # the same start: both give the same losses
+        a, b = float(steps["dezero eager"]().data), float(steps["dezero jit"]().data)
         if a != b:
             raise AssertionError(f"jit and eager steps differ: {a} vs {b}")
-        if th is not None:
-            c = float(th().detach())
-            if not np.isclose(a, c, rtol=1e-3, atol=1e-4):
-                raise AssertionError(f"dezero and torch steps differ: {a} vs {c}")
-    return steps, th, jitted
+        losses.append(a)
+    return steps, losses
 
 
-# =============================================================================
-# the benchmark
-# =============================================================================
-def interleaved(fns: dict, repeat: int) -> dict:
-    """Time each of ``fns`` (name -> callable) in rounds that alternate between them, so
-    that a shared machine's load drifts hit all of them alike; Timings by name."""
-    numbers = {name: timeit(fn, repeat=1).number for name, fn in fns.items()}
-    samples: dict = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            samples[name].append(timeit(fn, repeat=1, number=numbers[name],
-                                        warmup=0).median)
-    out = {}
-    for name, xs in samples.items():
-        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else (
-            xs[0], xs[0], xs[0])
-        out[name] = Timing(statistics.median(xs), q3 - q1, repeat, numbers[name], xs)
-    return out
+def _torch_step(torch, model, torch_opt, x, t):
+    """The PyTorch twin's step, from the weights of ``model`` (a dezero model)."""
+    net = _torch_model(torch, model)
+    topt = torch_opt(torch, net.parameters())
+    tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+    lossf = torch.nn.functional.cross_entropy
+
+    def step():
+        loss = lossf(net(tx), tt)
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        topt.step()
+        return loss
+
+    return step
 
 
-def _with_threads(torch, n):
-    if torch is None:
-        return None
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return old
+def _sgd(torch, ps):
+    return torch.optim.SGD(ps, lr=0.1, momentum=0.9)
 
 
-def run(quick: bool = False, profile: bool = False) -> list[Table]:
-    repeat = 3 if quick else 15
-    torch = torch_or_none()
-    tables = []
+def _adam(torch, ps):
+    return torch.optim.Adam(ps, lr=0.001)
 
-    # --- the chain: dispatch-bound, torch on 1 thread ---------------------------------------
+
+MODELS = {  # name: (model, dezero optimizer, torch optimizer, input shape, classes, batch)
+    "small MLP": (lambda: SmallMLP((20, 64, 64, 5)), optimizers.Adam, _adam, (20,), 5, 32),
+    "MNIST MLP": (lambda: SmallMLP((784, 1000, 1000, 10)),
+                  lambda: optimizers.MomentumSGD(0.1, 0.9), _sgd, (784,), 10, 100),
+    "MNIST CNN": (CNN, lambda: optimizers.MomentumSGD(0.1, 0.9), _sgd, (1, 28, 28), 10, 100),
+}
+
+
+def model_steps(framework: str, quick: bool = False, model: str = "small MLP") -> Workload:
+    """A model's training step: dezero eager and jit in one process, PyTorch in another.
+    The check: the losses of the first three steps."""
+    make_model, make_opt, torch_opt, shape, classes, batch = MODELS[model]
+    x, t = _data(shape, classes, batch)
+    if framework == "torch":
+        import torch
+
+        np.random.seed(0)  # noqa: NPY002  (the same initial weights as the dezero side)
+        step = _torch_step(torch, make_model(), torch_opt, x, t)
+        return Workload({"torch eager": step},
+                        lambda: [float(step().detach()) for _ in range(3)])
+    steps, losses = _dezero_steps(make_model, make_opt, x, t)
+    return Workload(steps, lambda: losses)
+
+
+def chain(framework: str, quick: bool = False) -> Workload:
+    """The small-op chain: dezero eager and jit and NumPy by hand in one process, PyTorch
+    in another. The check: the gradients of x, w and b."""
     n_ops = 30 if quick else N_OPS
-    old = _with_threads(torch, 1)
+    if framework == "torch":
+        import torch
+
+        step, grads = make_chain_torch(torch, n_ops)
+        return Workload({"torch eager": step}, lambda: (step(), grads())[1])
     dz_step, dz_grads = make_chain_dezero(n_ops)
     jit_step = dezero.jit(dz_step)
     np_step, np_grads = make_chain_numpy(n_ops)
@@ -260,61 +267,56 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
     np_step()
     for a, b_ in zip(dz_grads(), np_grads()):
         np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)
-    fns = {"eager": dz_step, "jit": jit_step, "numpy": np_step}
-    if torch is not None:
-        th_step, th_grads = make_chain_torch(torch, n_ops)
-        th_step()
-        for a, b_ in zip(dz_grads(), th_grads()):
-            np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-5)
-        fns["torch"] = th_step
-    times = interleaved(fns, repeat)
-    t_eager, t_jit, t_np, t_th = (times["eager"], times["jit"], times["numpy"],
-                                  times.get("torch"))
-    chain = Table(f"chain of {n_ops} small ops, forward+backward, vs PyTorch eager (1 thread)",
-                  unit="us")
-    chain.add("dezero eager", t_eager, t_th)
-    chain.add("dezero jit", t_jit, t_th)
-    tables.append(chain)
-    by_hand = Table(f"chain of {n_ops} small ops, forward+backward, vs NumPy by hand "
-                    f"(the torch column is NumPy)", unit="us")
-    by_hand.add("dezero eager", t_eager, t_np)
-    by_hand.add("dezero jit", t_jit, t_np)
+    return Workload({"dezero eager": dz_step, "dezero jit": jit_step, "NumPy by hand": np_step},
+                    lambda: (dz_step(), dz_grads())[1])
+
+
+# =============================================================================
+# the benchmark
+# =============================================================================
+def run(quick: bool = False, profile: bool = False) -> list[Table]:
+    rounds = 3 if quick else 15
+    min_round = 0.01 if quick else 0.1
+    tables = []
+
+    # --- the chain: dispatch-bound, 1 thread -------------------------------------------------
+    n_ops = 30 if quick else N_OPS
+    res = compare("bench_jit", "chain", quick=quick, rounds=rounds, min_round_s=min_round,
+                  threads=1, rtol=1e-4, atol=1e-5)
+    table = Table(f"chain of {n_ops} small ops, forward+backward, vs PyTorch eager (1 thread)",
+                  unit="us", columns=res.table("", "us").columns)
+    for case in ("dezero eager", "dezero jit"):
+        res.add_row(table, case, case, "torch eager", scale=1e6)
+    tables.append(table)
+    by_hand = Table(f"chain of {n_ops} small ops, forward+backward, vs NumPy by hand",
+                    unit="us", columns=("dezero", "NumPy by hand"))
+    for case in ("dezero eager", "dezero jit"):
+        by_hand.add(case, res.timing(case), res.timing("NumPy by hand"), scale=1e6)
     tables.append(by_hand)
-    if profile:
-        profile_call(jit_step, calls=20, title=f"dezero jit, chain of {n_ops} ops")
 
-    # --- the small MLP Adam step: dispatch-bound, torch on 1 thread --------------------------
-    x, t = _data((20,), 5, 32)
-    steps, th, _ = make_steps(lambda: SmallMLP((20, 64, 64, 5)), optimizers.Adam, x, t,
-                              torch, lambda ps: torch.optim.Adam(ps, lr=0.001))
-    small = Table("MLP 20-64-64-5, Adam step, batch 32, vs PyTorch eager (1 thread)")
-    times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
-    for case in steps:
-        small.add(f"dezero {case}", times[case], times.get("torch"))
-    tables.append(small)
-    if profile:
-        profile_call(steps["jit"], calls=50, title="dezero jit, small MLP Adam step")
-    if old is not None:
-        torch.set_num_threads(old)
-
-    # --- MNIST-sized steps -------------------------------------------------------------------
+    # --- model steps: the small MLP (1 thread), the MNIST MLP and CNN (default threads) ------
+    models = [("small MLP", "MLP 20-64-64-5, Adam step, batch 32, vs PyTorch eager (1 thread)",
+               1, "us", 1e6)]
     mnist = Table("MNIST training steps, batch 100, vs PyTorch eager", unit="ms")
-    sgd = lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)  # noqa: E731
-    x, t = _data((784,), 10, 100)
-    steps, th, _ = make_steps(lambda: SmallMLP((784, 1000, 1000, 10)),
-                              lambda: optimizers.MomentumSGD(0.1, 0.9), x, t, torch, sgd)
-    times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
-    for case in steps:
-        mnist.add(f"MLP 784-1000-1000-10, {case}", times[case], times.get("torch"), scale=1e3)
-    if not quick:
-        x, t = _data((1, 28, 28), 10, 100)
-        steps, th, _ = make_steps(CNN, lambda: optimizers.MomentumSGD(0.1, 0.9), x, t, torch,
-                                  sgd)
-        times = interleaved({**steps, **({"torch": th} if th is not None else {})}, repeat)
-        for case in steps:
-            mnist.add(f"CNN conv32-conv64-fc, {case}", times[case], times.get("torch"),
-                      scale=1e3)
+    for name in ("MNIST MLP", *(() if quick else ("MNIST CNN",))):
+        models.append((name, None, None, "ms", 1e3))
+    for name, title, threads, unit, scale in models:
+        res = compare("bench_jit", "model_steps", quick=quick, kwargs={"model": name},
+                      rounds=rounds, min_round_s=min_round, threads=threads, rtol=1e-3,
+                      atol=1e-4)
+        table = mnist if title is None else Table(title, unit=unit)
+        table.columns = res.table("", unit).columns
+        for case in ("dezero eager", "dezero jit"):
+            label = case if title is not None else f"{name}, {case.split()[-1]}"
+            res.add_row(table, label, case, "torch eager", scale=scale)
+        if title is not None:
+            tables.append(table)
     tables.append(mnist)
+    if profile:
+        profile_workload(chain, "dezero jit", calls=20, quick=quick,
+                         title=f"dezero jit, chain of {n_ops} ops")
+        profile_workload(model_steps, "dezero jit", calls=50, quick=quick,
+                         title="dezero jit, small MLP Adam step")
     return tables
 
 

@@ -5,23 +5,20 @@ truncated backpropagation through time every 30 steps, Adam. One "step" is one t
 the LSTM cell and the output layer forward on a (30, 1) batch plus the loss; every 30
 steps come backward, unchain (detach) and the optimizer update. Reported: seconds per
 1000 steps, and forward-only (no_grad) for comparison. Both frameworks start from the same
-weights and data; the first window's loss is checked to agree.
+weights and data; the first window's loss is checked to agree. Each framework runs in its
+own process (benchmarks/common.py); ``--ab OTHER_TREE`` compares two dezero trees.
 
-    python benchmarks/bench_lstm.py [--quick] [--profile] [--threads N]
+    python benchmarks/bench_lstm.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
 
-import gc
-import statistics
-import time
-
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_lstm.py) or imported by run.py
-    from common import Table, Timing, bench_main, profile_call, torch_or_none
+    from common import Table, Workload, bench_main, compare, profile_workload
 except ImportError:  # imported as benchmarks.bench_lstm
-    from benchmarks.common import Table, Timing, bench_main, profile_call, torch_or_none
+    from benchmarks.common import Table, Workload, bench_main, compare, profile_workload
 
 import dezero
 import dezero.functions as F
@@ -123,58 +120,35 @@ def make_torch(torch, model, batch, bptt):
 
 
 # --- the benchmark ---------------------------------------------------------------------------
-def interleaved(fns, repeat, number=1, warmup=2):
-    """Time several functions round by round, alternating between them, so that a shared
-    machine's changing load hits every side alike (the ratio is what matters)."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    samples = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, out in zip(fns, samples):
-            gc.collect()
-            gc.disable()
-            try:
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                out.append((time.perf_counter() - t0) / number)
-            finally:
-                gc.enable()
-    timings = []
-    for out in samples:
-        q1, _, q3 = statistics.quantiles(out, n=4, method="inclusive") if len(out) > 1 else (
-            out[0], None, out[0])
-        timings.append(Timing(statistics.median(out), q3 - q1, repeat, number, out))
-    return timings
+TRAIN = "train (forward+backward+update)"
+FORWARD = "forward only (no_grad)"
+
+
+def _sizes(quick):
+    return (20, 4, 5) if quick else (HIDDEN, BATCH, BPTT)
+
+
+def workload(framework: str, quick: bool = False) -> Workload:
+    hidden, batch, bptt = _sizes(quick)
+    model, window, forward = make_dezero(hidden, batch, bptt)  # the shared initial weights
+    if framework == "torch":
+        import torch
+
+        window, forward = make_torch(torch, model, batch, bptt)
+        return Workload({TRAIN: window, FORWARD: forward},
+                        lambda: [window().detach().numpy()])
+    return Workload({TRAIN: window, FORWARD: forward}, lambda: [window().data])
 
 
 def run(quick: bool = False, profile: bool = False) -> list[Table]:
-    hidden, batch, bptt = (20, 4, 5) if quick else (HIDDEN, BATCH, BPTT)
-    repeat = 3 if quick else 40
-    torch = torch_or_none()
-
-    model, dz_window, dz_forward = make_dezero(hidden, batch, bptt)
-    th_window = th_forward = None
-    if torch is not None:
-        th_window, th_forward = make_torch(torch, model, batch, bptt)
-        # same work: the first window's loss agrees (before any update diverges them)
-        a, b = float(dz_window().data), float(th_window().detach())
-        if not np.isclose(a, b, rtol=1e-4, atol=1e-6):
-            raise AssertionError(f"first-window loss differs: dezero {a}, torch {b}")
-
-    per_1000 = 1000 / bptt  # a window is `bptt` steps: seconds per 1000 steps
-    table = Table(f"LSTM({hidden}) -> Linear(1), batch {batch}, BPTT {bptt}, Adam: "
-                  f"seconds per 1000 steps", unit="s/1000 steps")
-    cases = {"train (forward+backward+update)": (dz_window, th_window),
-             "forward only (no_grad)": (dz_forward, th_forward)}
-    for case, (dz, th) in cases.items():
-        timings = interleaved([dz] if th is None else [dz, th], repeat=repeat)
-        table.add(case, timings[0], timings[1] if th is not None else None, scale=per_1000)
-
+    hidden, batch, bptt = _sizes(quick)
+    res = compare("bench_lstm", quick=quick, rounds=3 if quick else 20,
+                  min_round_s=0.01 if quick else 0.2, rtol=1e-4, atol=1e-6)
+    table = res.table(f"LSTM({hidden}) -> Linear(1), batch {batch}, BPTT {bptt}, Adam: "
+                      f"seconds per 1000 steps", unit="s/1000 steps", scale=1000 / bptt)
     if profile:
-        profile_call(dz_window, calls=3 if quick else 30,
-                     title=f"dezero, one BPTT window of {bptt} steps")
+        profile_workload(workload, TRAIN, calls=3 if quick else 30, quick=quick,
+                         title=f"dezero, one BPTT window of {bptt} steps")
     return [table]
 
 

@@ -2,13 +2,15 @@
 
 The network of the book's MNIST chapter at full width, with hand-made parameters (W (in, out),
 b (out,)) and ``F.linear``; PyTorch CPU runs the same step with nn.Linear's layout
-(``torch.nn.functional.linear``, ``cross_entropy``). Both start from the same weights and the
-script first checks that they compute the same loss and gradients. Timed, per iteration:
-forward (graph recorded), forward+backward (the training step without the update), and
-forward under no_grad (inference). The dense GEMMs dominate, so what separates the two is
-everything around them: dtype discipline (no float64 anywhere), copies, and per-op overhead.
+(``torch.nn.functional.linear``, ``cross_entropy``). Both start from the same weights; their
+loss and gradients are checked to agree first. Timed, per iteration: the training step
+(forward, backward, ``optimizers.SGD`` / ``torch.optim.SGD`` update), forward (graph
+recorded), forward+backward, and forward under no_grad (inference); and the step's 8 GEMMs
+alone in NumPy and in PyTorch (the floor). The dense GEMMs dominate, so what separates the
+two is everything around them: dtype discipline (no float64 anywhere), copies, and per-op
+overhead. Each framework runs in its own process (benchmarks/common.py).
 
-    python benchmarks/bench_mlp.py [--quick] [--profile] [--threads N]
+    python benchmarks/bench_mlp.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
@@ -16,17 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_mlp.py) or imported by run.py
-    from common import Table, bench_main, profile_call, timeit, torch_or_none
+    from common import Table, Workload, bench_main, compare, profile_workload
 except ImportError:  # imported as benchmarks.bench_mlp
-    from benchmarks.common import Table, bench_main, profile_call, timeit, torch_or_none
-
-import dezero
-import dezero.functions as F
+    from benchmarks.common import Table, Workload, bench_main, compare, profile_workload
 
 SIZES = (784, 1000, 1000, 10)
 BATCH = 100
 QUICK_SIZES = (64, 32, 32, 10)
 QUICK_BATCH = 16
+LR = 0.01
 
 
 def _data(sizes, batch):
@@ -42,9 +42,14 @@ def _data(sizes, batch):
 
 
 # --- dezero ------------------------------------------------------------------------------
-def make_dezero(sizes, batch):
+def _dezero(sizes, batch):
+    import dezero
+    import dezero.functions as F
+    from dezero import optimizers
+
     x, t, arrays = _data(sizes, batch)
-    params = [dezero.Variable(a.copy()) for a in arrays]
+    params = [dezero.Parameter(a.copy()) for a in arrays]
+    opt = optimizers.SGD(lr=LR).setup(params)
     n_layers = len(params) // 2
 
     def forward():
@@ -66,19 +71,25 @@ def make_dezero(sizes, batch):
         with dezero.no_grad():
             return forward()
 
-    def result():
+    def train_step():
+        forward_backward()
+        opt.update()
+
+    def check():
         loss = forward_backward()
         for p in params:
             assert p.grad.dtype == np.float32, f"float64 crept into a gradient: {p.grad.dtype}"
         assert loss.dtype == np.float32, f"float64 crept into the loss: {loss.dtype}"
-        return float(loss.data), [p.grad.data for p in params]
+        return [loss.data, *(p.grad.data for p in params)]
 
-    return {"forward": forward, "forward+backward": forward_backward,
-            "forward, no_grad": forward_no_grad}, result
+    cases = {"train step (forward, backward, SGD update)": train_step, "forward": forward,
+             "forward+backward": forward_backward, "forward, no_grad": forward_no_grad}
+    return cases, check
 
 
 # --- torch ---------------------------------------------------------------------------------
-def make_torch(torch, sizes, batch):
+def _torch(sizes, batch):
+    import torch
     import torch.nn.functional as TF
 
     x, t, arrays = _data(sizes, batch)
@@ -88,6 +99,7 @@ def make_torch(torch, sizes, batch):
     for i, a in enumerate(arrays):
         a = a.T.copy() if i % 2 == 0 else a  # nn.Linear keeps W as (out, in)
         params.append(torch.tensor(a, requires_grad=True))
+    opt = torch.optim.SGD(params, lr=LR)
     n_layers = len(params) // 2
 
     def forward():
@@ -109,79 +121,68 @@ def make_torch(torch, sizes, batch):
         with torch.no_grad():
             return forward()
 
-    def result():
+    def train_step():
+        forward_backward()
+        opt.step()
+
+    def check():
         loss = forward_backward()
         grads = [p.grad.numpy() for p in params]
         grads = [g.T if i % 2 == 0 else g for i, g in enumerate(grads)]
-        return float(loss.detach()), grads
+        return [loss.detach().numpy(), *grads]
 
-    return {"forward": forward, "forward+backward": forward_backward,
-            "forward, no_grad": forward_no_grad}, result
+    cases = {"train step (forward, backward, SGD update)": train_step, "forward": forward,
+             "forward+backward": forward_backward, "forward, no_grad": forward_no_grad}
+    return cases, check
 
 
 # --- the floor: the step's matrix products alone -----------------------------------------------
-def make_gemms(torch, sizes, batch):
+def _gemm_pairs(sizes, batch):
     """The 8 GEMMs of one training step (3 forward; backward: gW for every layer, gx for all
-    but the first), as plain ``np.matmul`` and ``torch.matmul`` calls on the same arrays.
-
-    What the frameworks cost beyond this is their own overhead; the rest is the BLAS."""
+    but the first). What a framework costs beyond them is its own overhead."""
     rng = np.random.default_rng(1)
     acts = [rng.standard_normal((batch, n)).astype(np.float32) for n in sizes]
     Ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
     pairs = [(acts[i], Ws[i]) for i in range(len(Ws))]  # forward: h W
     pairs += [(acts[i + 1], Ws[i].T) for i in range(1, len(Ws))]  # gx = gy W^T
     pairs += [(acts[i].T, acts[i + 1]) for i in range(len(Ws))]  # gW = x^T gy
+    return pairs
 
-    def numpy_gemms():
-        for a, b in pairs:
-            np.matmul(a, b)
 
-    if torch is None:
-        return numpy_gemms, None
-    tpairs = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in pairs]  # views share strides
+def workload(framework: str, quick: bool = False) -> Workload:
+    sizes, batch = (QUICK_SIZES, QUICK_BATCH) if quick else (SIZES, BATCH)
+    pairs = _gemm_pairs(sizes, batch)
+    if framework == "torch":
+        import torch
 
-    def torch_gemms():
-        for a, b in tpairs:
-            torch.matmul(a, b)
+        cases, check = _torch(sizes, batch)
+        tpairs = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in pairs]
 
-    return numpy_gemms, torch_gemms
+        def gemms():
+            for a, b in tpairs:
+                torch.matmul(a, b)
+    else:
+        cases, check = _dezero(sizes, batch)
+
+        def gemms():
+            for a, b in pairs:
+                np.matmul(a, b)
+
+    cases["its 8 GEMMs alone (NumPy | torch)"] = gemms
+    return Workload(cases, check)
 
 
 # --- the benchmark ---------------------------------------------------------------------------
 def run(quick: bool = False, profile: bool = False) -> list[Table]:
     sizes, batch = (QUICK_SIZES, QUICK_BATCH) if quick else (SIZES, BATCH)
-    repeat = 3 if quick else 15
-    torch = torch_or_none()
-
-    dz, dz_result = make_dezero(sizes, batch)
-    th, th_result = make_torch(torch, sizes, batch) if torch is not None else (None, None)
-    loss, grads = dz_result()
-    if not np.isfinite(loss):
-        raise AssertionError(f"dezero's loss is not finite: {loss}")
-    if th is not None:  # same work: same loss and gradients
-        loss_th, grads_th = th_result()
-        np.testing.assert_allclose(loss, loss_th, rtol=1e-4)
-        for g, g_th in zip(grads, grads_th):
-            np.testing.assert_allclose(g, g_th, rtol=1e-3, atol=1e-5)
-
+    res = compare("bench_mlp", quick=quick, rounds=3 if quick else 15, min_round_s=0.1,
+                  rtol=1e-3, atol=1e-5)
     arch = "-".join(map(str, sizes))
-    table = Table(f"MLP {arch}, ReLU, softmax cross entropy, batch {batch}, float32",
-                  unit="ms/iter")
-    for case, fn in dz.items():
-        t_dz = timeit(fn, repeat=repeat, number=None, warmup=2, min_round_s=0.05)
-        t_th = (timeit(th[case], repeat=repeat, number=None, warmup=2, min_round_s=0.05)
-                if th else None)
-        table.add(case, t_dz, t_th, scale=1e3)
-
-    np_gemms, th_gemms = make_gemms(torch, sizes, batch)
-    t_dz = timeit(np_gemms, repeat=repeat, number=None, warmup=2, min_round_s=0.05)
-    t_th = (timeit(th_gemms, repeat=repeat, number=None, warmup=2, min_round_s=0.05)
-            if th_gemms else None)
-    table.add("its 8 GEMMs alone (np vs torch)", t_dz, t_th, scale=1e3)
-
+    table = res.table(f"MLP {arch}, ReLU, softmax cross entropy, batch {batch}, float32",
+                      unit="ms/iter", scale=1e3)
     if profile:
-        profile_call(dz["forward+backward"], calls=3 if quick else 20,
-                     title=f"dezero MLP {arch} forward+backward")
+        profile_workload(workload, "forward+backward", calls=3 if quick else 20, quick=quick,
+                         title=f"dezero MLP {arch} forward+backward")
     return [table]
 
 

@@ -7,8 +7,10 @@ per op (Python, graph recording, backward bookkeeping), in microseconds per op, 
 forward (graph recorded), forward+backward, and forward under no_grad. Then the 4th
 derivative of x^4 - 2x^2 (= 24) through create_graph, per call: dezero's
 ``backward(create_graph=True)`` four times vs ``torch.autograd.grad(..., create_graph=True)``.
+Each framework runs in its own process (benchmarks/common.py); ``--ab OTHER_TREE`` compares
+two checkouts of dezero (the per-op overhead of a change).
 
-    python benchmarks/bench_overhead.py [--quick] [--profile] [--threads N]
+    python benchmarks/bench_overhead.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 try:  # as a script (python benchmarks/bench_overhead.py) or imported by run.py
-    from common import Table, bench_main, profile_call, timeit, torch_or_none
+    from common import Table, Workload, bench_main, compare, profile_workload
 except ImportError:  # imported as benchmarks.bench_overhead
-    from benchmarks.common import Table, bench_main, profile_call, timeit, torch_or_none
+    from benchmarks.common import Table, Workload, bench_main, compare, profile_workload
 
 import dezero
 import dezero.functions as F
@@ -137,43 +139,41 @@ def torch_fourth_derivative(torch, x0=2.0):
 
 
 # --- the benchmark ---------------------------------------------------------------------------
-def run(quick: bool = False, profile: bool = False) -> list[Table]:
+CHAIN_CASES = ("forward", "forward+backward", "forward, no_grad")
+HIGHER = "d^4/dx^4 (x^4 - 2x^2)"
+
+
+def workload(framework: str, quick: bool = False) -> Workload:
     n_ops = 30 if quick else N_OPS
-    repeat, number = (3, 1) if quick else (15, 1)
-    torch = torch_or_none()
+    if framework == "torch":
+        import torch
 
-    dz, dz_grads = make_dezero(n_ops, SIZE)
-    th, th_grads = make_torch(torch, n_ops, SIZE) if torch is not None else (None, None)
-    if th is not None:  # same work: same values and gradients
-        for a, b_ in zip(dz_grads(), th_grads()):
-            np.testing.assert_allclose(a, b_, rtol=1e-3, atol=1e-4)
-
-    chain = Table(f"per-op overhead: chain of {n_ops} ops (sin, *, +) on ({SIZE},) float32",
-                  unit="us/op")
-    for case, fn in dz.items():
-        t_dz = timeit(fn, repeat=repeat, number=number, warmup=1)
-        t_th = timeit(th[case], repeat=repeat, number=number, warmup=1) if th else None
-        chain.add(case, t_dz, t_th, scale=1e6 / n_ops)
-
-    value = dezero_fourth_derivative()
-    if value != 24.0:
-        raise AssertionError(f"dezero's 4th derivative of x^4 - 2x^2 is {value}, not 24")
-    higher = Table("4th derivative of x^4 - 2x^2 at 2.0 through create_graph (= 24)",
-                   unit="us/call")
-    t_dz = timeit(dezero_fourth_derivative, repeat=repeat, number=None if not quick else 1)
-    t_th = None
-    if torch is not None:
+        cases, grads = make_torch(torch, n_ops, SIZE)
         if torch_fourth_derivative(torch) != 24.0:
             raise AssertionError("torch's 4th derivative of x^4 - 2x^2 is not 24")
-        t_th = timeit(lambda: torch_fourth_derivative(torch), repeat=repeat,
-                      number=None if not quick else 1)
-    higher.add("d^4/dx^4 (x^4 - 2x^2)", t_dz, t_th)
+        cases[HIGHER] = lambda: torch_fourth_derivative(torch)
+    else:
+        cases, grads = make_dezero(n_ops, SIZE)
+        value = dezero_fourth_derivative()
+        if value != 24.0:
+            raise AssertionError(f"dezero's 4th derivative of x^4 - 2x^2 is {value}, not 24")
+        cases[HIGHER] = dezero_fourth_derivative
+    return Workload(cases, check=grads)
 
+
+def run(quick: bool = False, profile: bool = False) -> list[Table]:
+    n_ops = 30 if quick else N_OPS
+    res = compare("bench_overhead", quick=quick, rounds=3 if quick else 15,
+                  min_round_s=0.01 if quick else 0.05, rtol=1e-3, atol=1e-4)
+    chain = res.table(f"per-op overhead: chain of {n_ops} ops (sin, *, +) on ({SIZE},) float32",
+                      unit="us/op", scale=1e6 / n_ops, cases=CHAIN_CASES)
+    higher = res.table("4th derivative of x^4 - 2x^2 at 2.0 through create_graph (= 24)",
+                       unit="us/call", scale=1e6, cases=[HIGHER])
     if profile:
-        profile_call(dz["forward+backward"], calls=3 if quick else 20,
-                     title=f"dezero forward+backward, {n_ops} ops")
-        profile_call(dezero_fourth_derivative, calls=3 if quick else 200,
-                     title="dezero 4th derivative through create_graph")
+        profile_workload(workload, "forward+backward", calls=3 if quick else 20, quick=quick,
+                         title=f"dezero forward+backward, {n_ops} ops")
+        profile_workload(workload, HIGHER, calls=3 if quick else 200, quick=quick,
+                         title="dezero 4th derivative through create_graph")
     return [chain, higher]
 
 

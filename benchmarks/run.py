@@ -1,14 +1,17 @@
-"""Run the benchmarks: every benchmarks/bench_*.py in turn, or those named, in one process.
+"""Run the benchmarks: every benchmarks/bench_*.py in turn, or those named.
 
 Prints the environment once, then each benchmark's tables (dezero vs PyTorch CPU, medians,
-IQRs and ratios). A benchmark that fails is reported and the others still run; the exit
-status is 1 if any failed.
+IQRs and ratios). Every benchmark times each side in its own worker process, the sides'
+rounds alternating (benchmarks/common.py). A benchmark that fails is reported and the
+others still run; the exit status is 1 if any failed.
 
     python benchmarks/run.py                    # all of them
-    python benchmarks/run.py overhead conv      # bench_overhead.py and bench_conv.py
+    python benchmarks/run.py overhead cnn       # bench_overhead.py and bench_cnn.py
     python benchmarks/run.py --quick            # tiny sizes: a smoke run, not a measurement
     python benchmarks/run.py overhead --profile # plus cProfile's top functions
     python benchmarks/run.py --json results.json # also write every table as JSON
+    python benchmarks/run.py --ab ../old-checkout # this tree's dezero vs another's, A/B
+    python benchmarks/run.py --threads 1        # 1 BLAS/OpenMP thread in every worker
 
 The JSON file (environment, mode, date, and per benchmark its tables or its failure) is what
 the documentation's Benchmarks page is generated from (docs/benchmarks/results.json).
@@ -29,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from common import environment, print_environment, torch_or_none  # noqa: E402
+from common import add_arguments, apply_arguments, environment, print_environment  # noqa: E402
 
 
 def available() -> list[str]:
@@ -50,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*",
                         help="benchmarks to run (overhead, bench_overhead or bench_overhead.py)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile each benchmark's dezero side (cProfile)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: what NumPy uses, else 2)")
+    add_arguments(parser)
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results (environment and every table) as JSON")
@@ -71,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no such benchmark: {', '.join(unknown)} (have: {', '.join(names)})")
         names = wanted
 
-    torch_or_none(args.threads)
+    try:
+        apply_arguments(args)
+    except ValueError as e:
+        parser.error(str(e))
     print_environment()
-    print(f"# mode      {'quick (smoke run, not a measurement)' if args.quick else 'full'}")
+    print(f"# mode       {'quick (smoke run, not a measurement)' if args.quick else 'full'}")
     print()
     failed = []
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if args.quick else "full",
+        "ab": args.ab,
         "command": " ".join(["python benchmarks/run.py", *(argv if argv is not None
                                                             else sys.argv[1:])]),
         "environment": environment(),
@@ -89,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             module = importlib.import_module(f"bench_{name}")
+            if args.ab and not getattr(module, "SUPPORTS_AB", True):
+                print(f"## bench_{name} skipped: it has no A/B mode\n", flush=True)
+                results["benchmarks"][name] = {"skipped": "no A/B mode"}
+                continue
             tables = module.run(quick=args.quick, profile=args.profile)
         except Exception:
             traceback.print_exc()

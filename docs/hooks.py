@@ -292,10 +292,16 @@ def benchmark_markdown(results: dict) -> str:
         if "failed" in bench:
             out += [f"Failed: `{bench['failed']}`", ""]
             continue
+        if "skipped" in bench:
+            out += [f"Skipped: {bench['skipped']}", ""]
+            continue
         for table in bench["tables"]:
             unit = table["unit"]
-            out += [f"**{table['title']}**", "",
-                    f"| case | dezero ({unit}) | PyTorch ({unit}) | dezero / PyTorch |",
+            first, base = table.get("columns", ("dezero", "torch"))
+            base = "PyTorch" if base == "torch" else base
+            title, *notes = table["title"].split("\n# ")
+            out += [f"**{title}**", "", *(f"{n}  " for n in notes), "",
+                    f"| case | {first} ({unit}) | {base} ({unit}) | {first} / {base} |",
                     "|---|---:|---:|---:|"]
             for row in table["rows"]:
                 def cell(t):

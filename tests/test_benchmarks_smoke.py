@@ -1,5 +1,5 @@
-"""The benchmark scripts run (tiny sizes) and print their tables. No timing assertions:
-benchmarks are measurements to read, never timed tests."""
+"""The benchmark scripts run (tiny sizes) and print their tables, each side in its own worker
+process. No timing assertions: benchmarks are measurements to read, never timed tests."""
 
 import importlib
 import json
@@ -32,6 +32,7 @@ def test_run_quick_overhead_prints_tables(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "# numpy" in out and "# cpus" in out and "# torch" in out
+    assert "# processes  one per side, rounds alternating" in out
     assert re.search(r"\| case +\| +dezero \(us/op\) +\| +torch \(us/op\) +\| +ratio \|", out)
     for case in ("forward ", "forward+backward", "forward, no_grad", "d^4/dx^4"):
         assert f"| {case}" in out
@@ -89,12 +90,51 @@ def test_table_without_torch_shows_dashes(common):
 
 
 def test_overhead_runs_without_torch(common, monkeypatch, capsys):
-    monkeypatch.setitem(common._torch_state, "module", None)
+    monkeypatch.setitem(common.SETTINGS, "torch", False)
     bench = importlib.import_module("bench_overhead")
     tables = bench.run(quick=True)
     assert [len(t.rows) for t in tables] == [3, 1]
     assert all(r[2] is None for t in tables for r in t.rows)
+    assert all(r[1].median > 0 and r[1].repeat == 3 for t in tables for r in t.rows)
     assert bench.dezero_fourth_derivative() == 24.0
+
+
+def test_compare_ab_runs_two_trees_in_their_own_processes(common, monkeypatch):
+    """--ab: both sides are dezero, each in a worker importing its own tree (here the same
+    tree twice); the rounds alternate and the checks of the two sides are compared."""
+    monkeypatch.setitem(common.SETTINGS, "ab", str(common.ROOT))
+    res = common.compare("bench_overhead", quick=True, rounds=2, min_round_s=0.001)
+    assert len(res.columns) == 2 and res.columns[0] == "this tree"
+    for side in res.columns:
+        assert set(res.timings[side]) == {"forward", "forward+backward", "forward, no_grad",
+                                          "d^4/dx^4 (x^4 - 2x^2)"}
+        assert all(t.repeat == 2 and t.median > 0 for t in res.timings[side].values())
+        assert res.peak_rss[side] is None or res.peak_rss[side] >= 0
+    table = res.table("demo", unit="us", scale=1e6, cases=["forward"])
+    assert table.columns == res.columns and table.rows[0][2] is not None
+    rss = res.rss_table("memory")
+    assert rss.unit == "MiB"
+
+
+def test_compare_reports_a_failing_workload(common, monkeypatch):
+    monkeypatch.setitem(common.SETTINGS, "torch", False)
+    with pytest.raises(RuntimeError, match=r"(?s)the dezero worker failed.*no_such_workload"):
+        common.compare("bench_overhead", "no_such_workload", quick=True, rounds=1)
+
+
+def test_ab_rejects_a_folder_without_dezero(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--ab", str(tmp_path),
+                           "overhead"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "is not a dezero checkout" in proc.stderr
+
+
+def test_calibrate_and_timing_of(common):
+    calls = []
+    n = common.calibrate(lambda: calls.append(1), min_round_s=1e-4)
+    assert n in {m * 10**e for e in range(7) for m in (1, 2, 5)}
+    t = common.Timing.of([3.0, 1.0, 2.0], number=4)
+    assert (t.median, t.repeat, t.number) == (2.0, 3, 4) and t.iqr == pytest.approx(1.0)
 
 
 def test_table_as_json_data(common):
