@@ -11,8 +11,10 @@ written atomically and read without pickle (the formats live in ``dezero.seriali
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import weakref
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -20,7 +22,7 @@ import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import Parameter, _settings, test_mode
+from dezero.core import Config, Parameter, _settings, test_mode
 from dezero.hooks import HookHandle
 from dezero.serialization import (
     CheckpointError,
@@ -35,9 +37,62 @@ __all__ = [
     "Dropout",
     "Layer",
     "Linear",
+    "init_skipped",
     "load_npz",
     "save_npz_atomic",
+    "skip_init",
 ]
+
+
+# =============================================================================
+# Building layers without initialising them (for loading weights right after)
+# =============================================================================
+class _InitState(threading.local):
+    skip = False
+
+
+_init_state = _InitState()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Build layers without initialising their weights, for loading weights right after.
+
+    Inside the block, layers created (and weights created lazily) get ``np.empty`` arrays of
+    the right shapes and dtypes instead of random draws: no random number is drawn (the
+    global generator is left as it was) and no memory is written, so a large model costs
+    nothing until its real weights are assigned. The contents are garbage until then.
+    Per thread; blocks nest.
+
+    >>> import numpy as np
+    >>> state = np.random.get_state()[1].copy()
+    >>> with skip_init():
+    ...     layer = Linear(3, in_size=2)
+    >>> layer.W.shape, bool((np.random.get_state()[1] == state).all())
+    ((2, 3), True)
+    """
+    old = _init_state.skip
+    _init_state.skip = True
+    try:
+        yield
+    finally:
+        _init_state.skip = old
+
+
+def init_skipped() -> bool:
+    """True inside ``skip_init()`` (in this thread): layers and models leave weights unset."""
+    return _init_state.skip
+
+
+def _randn(xp, shape, dtype, scale: float = 1.0):
+    """The one place layers draw initial weights: N(0, scale^2) from ``xp.random``, or
+    uninitialised memory inside ``skip_init()``."""
+    if _init_state.skip:
+        return xp.empty(shape, dtype=dtype)
+    W = xp.random.randn(*shape).astype(dtype)
+    if scale != 1.0:
+        W *= scale
+    return W
 
 
 # =============================================================================
@@ -589,9 +644,7 @@ class Linear(Layer):
         return None if self.W.data is None else self.W.data.shape[0]
 
     def _init_W(self, xp, in_size: int) -> None:
-        W = xp.random.randn(in_size, self.out_size).astype(self.dtype)
-        W *= math.sqrt(1.0 / in_size)
-        self.W.data = W
+        self.W.data = _randn(xp, (in_size, self.out_size), self.dtype, math.sqrt(1.0 / in_size))
         b = getattr(self, "b", None)  # None while __init__ runs
         if b is not None and cuda.get_array_module(b.data) is not xp:
             b.data = xp.asarray(b.data)  # the bias follows W to the input's device
@@ -646,8 +699,7 @@ class _Recurrent(Layer):
         self.Wx = Parameter(None, name="Wx")
         if in_size is not None:
             self._init_Wx(np, int(in_size))
-        Wh = np.random.randn(H, G * H).astype(dtype)  # noqa: NPY002  (global RNG, as the book)
-        Wh *= math.sqrt(1.0 / H)
+        Wh = _randn(np, (H, G * H), dtype, math.sqrt(1.0 / H))  # the global RNG, as the book
         self.Wh = Parameter(Wh, name="Wh")
         self._init_biases(G * H, dtype)
         self.reset_state()
@@ -656,9 +708,8 @@ class _Recurrent(Layer):
         self.b = Parameter(np.zeros(size, dtype=dtype), name="b")
 
     def _init_Wx(self, xp, in_size: int) -> None:
-        W = xp.random.randn(in_size, self.n_gates * self.hidden_size).astype(self.dtype)
-        W *= math.sqrt(1.0 / in_size)
-        self.Wx.data = W
+        self.Wx.data = _randn(xp, (in_size, self.n_gates * self.hidden_size), self.dtype,
+                              math.sqrt(1.0 / in_size))
 
     @property
     def in_size(self) -> int | None:
@@ -775,8 +826,7 @@ class EmbedID(Layer):
 
     def __init__(self, in_size: int, out_size: int, dtype=np.float32):
         super().__init__()
-        W = np.random.randn(in_size, out_size).astype(dtype)  # noqa: NPY002  (as the book)
-        self.W = Parameter(W, name="W")
+        self.W = Parameter(_randn(np, (in_size, out_size), dtype), name="W")  # as the book
 
     def forward(self, x):
         return F.embed_id(x, self.W)
@@ -807,6 +857,10 @@ class LayerNorm(Layer):
             self._init_params(np, int(in_size))
 
     def _init_params(self, xp, size: int) -> None:
+        if _init_state.skip:
+            self.gamma.data = xp.empty(size, dtype=self.dtype)
+            self.beta.data = xp.empty(size, dtype=self.dtype)
+            return
         self.gamma.data = xp.ones(size, dtype=self.dtype)
         self.beta.data = xp.zeros(size, dtype=self.dtype)
 
@@ -828,6 +882,76 @@ __all__ += ["GRU", "LSTM", "RNN", "EmbedID", "LayerNorm"]
 # =============================================================================
 # Transformers: MultiHeadAttention, TransformerBlock
 # =============================================================================
+class KVCache:
+    """The keys and values one attention layer has computed so far, for decoding token by token.
+
+    Pass the same ``KVCache()`` to every call of one :class:`MultiHeadAttention` (or
+    :class:`TransformerBlock`): each call appends the keys and values of its positions and
+    lets its queries attend to every position held, so a model that feeds one new token per
+    step computes each key and value once. ``len(cache)`` is the number of positions held;
+    ``reset()`` forgets them (the buffers are kept for reuse).
+
+    The buffers, (N, n_head, capacity, d), are allocated at the first append, with room for
+    ``max_len`` positions when given (they grow when it is exceeded). A cache holds arrays,
+    not a graph: it is for inference, under ``dezero.no_grad()``.
+
+    >>> import numpy as np
+    >>> cache = KVCache(max_len=8)
+    >>> k = np.ones((1, 2, 3, 4), dtype=np.float32)
+    >>> keys, values = cache.append(k, k)
+    >>> len(cache), keys.shape
+    (3, (1, 2, 3, 4))
+    >>> len(cache.append(k[:, :, :1], k[:, :, :1])[0][0, 0])
+    4
+    """
+
+    def __init__(self, max_len: int | None = None):
+        if max_len is not None and (isinstance(max_len, bool) or int(max_len) != max_len
+                                    or max_len <= 0):
+            raise ValueError(f"KVCache: max_len must be a positive int or None, got {max_len!r}")
+        self.max_len = None if max_len is None else int(max_len)
+        self.keys = None
+        self.values = None
+        self.length = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def reset(self) -> None:
+        """Forget every position (the next append starts at position 0)."""
+        self.length = 0
+
+    def append(self, k, v):
+        """Store ``k`` and ``v`` (N, H, T, d) after the positions held; return all of them.
+
+        Returns views ``(keys, values)`` of shape (N, H, len(self), d).
+        """
+        N, H, T, d = k.shape
+        end = self.length + T
+        buf = self.keys
+        if buf is None or buf.shape[:2] != (N, H) or buf.shape[3] != d or buf.dtype != k.dtype:
+            if self.length:
+                raise ValueError(
+                    f"KVCache: the cache holds keys of shape {tuple(buf.shape[:2])} + "
+                    f"(T, {buf.shape[3]}) {buf.dtype}, the new ones are {tuple(k.shape)} "
+                    f"{k.dtype}; reset() it before a batch of another shape"
+                )
+            buf = None
+        if buf is None or buf.shape[2] < end:
+            xp = cuda.get_array_module(k)
+            capacity = max(end, self.max_len or 0, 0 if buf is None else 2 * buf.shape[2])
+            keys = xp.empty((N, H, capacity, d), dtype=k.dtype)
+            values = xp.empty((N, H, capacity, v.shape[3]), dtype=v.dtype)
+            if self.length:
+                keys[:, :, :self.length] = self.keys[:, :, :self.length]
+                values[:, :, :self.length] = self.values[:, :, :self.length]
+            self.keys, self.values = keys, values
+        self.keys[:, :, self.length:end] = k
+        self.values[:, :, self.length:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
 class MultiHeadAttention(Layer):
     """Multi-head self-attention on (N, T, C) inputs.
 
@@ -837,6 +961,12 @@ class MultiHeadAttention(Layer):
     :func:`dezero.functions.scaled_dot_product_attention` together, and are joined and
     projected back by ``proj`` (C -> C). ``dropout`` is applied to the attention
     probabilities and to the output (training mode only).
+
+    ``forward(x, mask=None, cache=None)``: with a :class:`KVCache`, the positions of ``x``
+    come after those the cache holds; their keys and values are appended to it and their
+    queries attend to all of them (causally: the query at position ``p`` sees keys
+    ``0..p``). This is how a language model decodes one token per step without
+    recomputing the context; it is for inference (no graph).
 
     >>> import numpy as np
     >>> mha = MultiHeadAttention(8, 2, causal=True)
@@ -863,7 +993,7 @@ class MultiHeadAttention(Layer):
         self.qkv = Linear(3 * n_embd, dtype=dtype, in_size=n_embd)
         self.proj = Linear(n_embd, dtype=dtype, in_size=n_embd)
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, cache: KVCache | None = None):
         if x.ndim != 3 or x.shape[-1] != self.n_embd:
             raise ValueError(
                 f"MultiHeadAttention: expected an input of shape (N, T, {self.n_embd}), "
@@ -874,7 +1004,22 @@ class MultiHeadAttention(Layer):
         qkv = F.reshape(self.qkv(x), (N, T, 3, H, C // H))
         qkv = F.transpose(qkv, (2, 0, 3, 1, 4))  # (3, N, H, T, d)
         q, k, v = (F.reshape(a, (N, H, T, C // H)) for a in F.split(qkv, 3, axis=0))
-        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=self.causal,
+        causal = self.causal
+        if cache is not None:
+            if Config.enable_backprop:
+                raise RuntimeError("MultiHeadAttention: a KVCache holds arrays, not a graph; "
+                                   "decode under dezero.no_grad()")
+            start = len(cache)
+            k, v = cache.append(k.data, v.data)
+            if causal and start:
+                # the T queries sit at positions start.., the keys at 0..: query i sees
+                # keys 0..start+i (a single new query sees them all)
+                causal = False
+                if T > 1:
+                    xp = cuda.get_array_module(k)
+                    seen = xp.tri(T, start + T, k=start, dtype=bool)
+                    mask = seen if mask is None else xp.asarray(mask) & seen
+        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal,
                                            dropout_ratio=self.dropout)
         y = F.reshape(F.transpose(y, (0, 2, 1, 3)), (N, T, C))
         return F.dropout(self.proj(y), self.dropout)
@@ -885,7 +1030,8 @@ class TransformerBlock(Layer):
 
     ``x = x + attn(ln1(x))``; ``x = x + mlp(ln2(x))`` with ``mlp`` = Linear(C -> 4C),
     tanh-GELU, Linear(4C -> C), dropout. ``TransformerBlock(n_embd, n_head, causal=True,
-    dropout=0.0)``.
+    dropout=0.0)``; ``forward(x, mask=None, cache=None)`` (``cache``: a :class:`KVCache`
+    for the attention, see :class:`MultiHeadAttention`).
 
     >>> import numpy as np
     >>> block = TransformerBlock(8, 2)
@@ -904,13 +1050,13 @@ class TransformerBlock(Layer):
         self.fc = Linear(4 * n_embd, dtype=dtype, in_size=n_embd)
         self.proj = Linear(n_embd, dtype=dtype, in_size=4 * n_embd)
 
-    def forward(self, x, mask=None):
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(self, x, mask=None, cache: KVCache | None = None):
+        x = x + self.attn(self.ln1(x), mask, cache)
         h = self.proj(F.gelu(self.fc(self.ln2(x))))
         return x + F.dropout(h, self.dropout)
 
 
-__all__ += ["MultiHeadAttention", "TransformerBlock"]
+__all__ += ["KVCache", "MultiHeadAttention", "TransformerBlock"]
 
 
 # =============================================================================
@@ -953,9 +1099,8 @@ class _ConvBase(Layer):
 
     def _init_W(self, xp, in_channels: int) -> None:
         KH, KW = self.kernel_size
-        W = xp.random.randn(*self._w_shape(in_channels)).astype(self.dtype)
-        W *= math.sqrt(1.0 / (in_channels * KH * KW))
-        self.W.data = W
+        self.W.data = _randn(xp, self._w_shape(in_channels), self.dtype,
+                             math.sqrt(1.0 / (in_channels * KH * KW)))
 
     def _prepare(self, x):
         if x.ndim != 4:

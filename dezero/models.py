@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -434,11 +435,13 @@ __all__ += ["VGG16", "ResNet", "ResNet50", "ResNet101", "ResNet152"]
 class GPT(Model):
     """A GPT-2-style decoder-only transformer (character or token level language model).
 
-    ``GPT(vocab_size, block_size, n_layer=4, n_head=4, n_embd=128, dropout=0.0)``: token
-    and position embeddings (``tok_emb``, ``pos_emb``), ``n_layer`` causal
-    :class:`~dezero.layers.TransformerBlock` s (``blocks``), a final LayerNorm (``ln_f``) and
-    a head without bias (``head``, C -> vocab_size, not tied to the token embedding). Every
-    other Linear has a bias.
+    ``GPT(vocab_size, block_size, n_layer=4, n_head=4, n_embd=128, dropout=0.0, *,
+    tie_weights=False)``: token and position embeddings (``tok_emb``, ``pos_emb``),
+    ``n_layer`` causal :class:`~dezero.layers.TransformerBlock` s (``blocks``), a final
+    LayerNorm (``ln_f``) and a head without bias (``head``, C -> vocab_size). With
+    ``tie_weights=True`` there is no ``head`` layer: the logits are ``h @ tok_emb.W.T``, one
+    Parameter for both (GPT-2's layout; counted and saved once). Every other Linear has a
+    bias.
 
     ``forward(ids)`` takes (N, T) integer ids with ``T <= block_size`` and returns the
     logits (N, T, vocab_size) of the next token at every position.
@@ -446,7 +449,11 @@ class GPT(Model):
     Initialisation as GPT-2's: weights of the Linear layers and embeddings from
     N(0, 0.02^2), biases zero, LayerNorms (1, 0), and the projections that end each
     residual branch (``attn.proj`` and the MLP's ``proj``) with std ``0.02 / sqrt(2
-    n_layer)``. Weights are drawn from NumPy's global generator (``np.random.seed``).
+    n_layer)``. Weights are drawn from NumPy's global generator (``np.random.seed``); inside
+    :func:`dezero.layers.skip_init` nothing is drawn.
+
+    Pretrained GPT-2 weights in Hugging Face's layout load with :meth:`from_pretrained` and
+    save back with :meth:`save_pretrained`.
 
     >>> import numpy as np
     >>> np.random.seed(0)
@@ -458,27 +465,33 @@ class GPT(Model):
     """
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4,
-                 n_embd: int = 128, dropout: float = 0.0):
+                 n_embd: int = 128, dropout: float = 0.0, *, tie_weights: bool = False):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("block_size", block_size),
                             ("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
                     value <= 0):
                 raise ValueError(f"GPT: {name} must be a positive int, got {value!r}")
+        if not isinstance(tie_weights, (bool, np.bool_)):
+            raise TypeError(f"GPT: tie_weights must be a bool, got {tie_weights!r}")
         self.vocab_size = int(vocab_size)
         self.block_size = int(block_size)
         self.n_layer = int(n_layer)
         self.n_head = int(n_head)
         self.n_embd = int(n_embd)
         self.dropout = float(dropout)
+        self.tie_weights = bool(tie_weights)
+        self.pretrained_config: dict | None = None  # config.json of from_pretrained
         C = self.n_embd
         self.tok_emb = L.EmbedID(self.vocab_size, C)
         self.pos_emb = L.EmbedID(self.block_size, C)
         self.blocks = [L.TransformerBlock(C, self.n_head, causal=True, dropout=self.dropout)
                        for _ in range(self.n_layer)]
         self.ln_f = L.LayerNorm(C)
-        self.head = L.Linear(self.vocab_size, nobias=True, in_size=C)
-        self._init_weights()
+        self.head = None if self.tie_weights else L.Linear(self.vocab_size, nobias=True,
+                                                           in_size=C)
+        if not L.init_skipped():
+            self._init_weights()
 
     def _init_weights(self) -> None:
         std = 0.02
@@ -494,6 +507,7 @@ class GPT(Model):
             elif name.endswith("/b"):
                 p.data = np.zeros_like(p.data)
 
+    # --- forward ----------------------------------------------------------------------
     def forward(self, ids):
         # ids stay a Variable when they come as one: dezero.onnx traces them to the input
         if ids.ndim != 2:
@@ -504,11 +518,26 @@ class GPT(Model):
                 f"GPT: the sequence has {n_tokens} tokens but block_size is {self.block_size}; "
                 f"crop the context (generate() does) or build a model with a larger block_size"
             )
-        x = self.tok_emb(ids) + self.pos_emb.W[:n_tokens]
+        return self._logits(self._hidden(ids))
+
+    def _hidden(self, ids, caches=None):
+        """The final LayerNorm's output (N, T, C); with ``caches`` (one KVCache per block)
+        the ids are the positions after those the caches hold."""
+        start = 0 if caches is None else len(caches[0])
+        x = self.tok_emb(ids) + self.pos_emb.W[start:start + ids.shape[1]]
         x = F.dropout(x, self.dropout)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x))
+        if caches is None:
+            for block in self.blocks:
+                x = block(x)
+        else:
+            for block, cache in zip(self.blocks, caches):
+                x = block(x, None, cache)
+        return self.ln_f(x)
+
+    def _logits(self, h):
+        if self.head is None:  # tied: the token embedding read backwards
+            return F.linear(h, F.transpose(self.tok_emb.W))
+        return self.head(h)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer parameter groups, the AdamW convention: decay matrices only.
@@ -524,43 +553,138 @@ class GPT(Model):
             {"params": {n: p for n, p in params if p.ndim < 2}, "weight_decay": 0.0},
         ]
 
+    # --- generation ---------------------------------------------------------------------
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None):
+                 top_k: int | None = None, use_cache: bool = True, eos_id: int | None = None):
         """Sample ``max_new_tokens`` ids after ``ids`` (N, T); returns (N, T + max_new_tokens).
 
-        Runs in test mode without recording a graph. The context is cropped to the last
-        ``block_size`` ids; the logits of the last position are divided by ``temperature``
-        and, with ``top_k``, all but the ``top_k`` largest are excluded before sampling
-        from the softmax (NumPy's or CuPy's global generator).
+        Runs in test mode without recording a graph. Each step takes the logits of the last
+        position, divides them by ``temperature``, keeps only the ``top_k`` largest (when
+        given; a ``top_k`` above ``vocab_size`` keeps them all, as nanoGPT and Hugging Face
+        do) and samples from their softmax (NumPy's or CuPy's global generator);
+        ``top_k=1`` is greedy decoding (the argmax, no random draw).
+
+        The prompts of a batch have equal length (ids is one (N, T) array). The context is
+        cropped to the last ``block_size`` ids. With ``use_cache`` (the default) every
+        attention layer keeps its keys and values (:class:`dezero.layers.KVCache`) and each
+        step feeds only the newest token; once the sequence outgrows ``block_size`` the
+        caches are rebuilt from the cropped context at every step, so the tokens are those
+        of ``use_cache=False`` (which recomputes the whole context every step). With
+        ``eos_id``, a row that produced it stops: the rest of that row is ``eos_id`` (and
+        generation ends early when every row has stopped).
+
+        The output has the dtype of ``ids``, which must hold every id below
+        ``vocab_size``.
+
+        Raises:
+            TypeError: ids that are not integers (or not an array).
+            ValueError: ids of the wrong shape, empty, outside ``[0, vocab_size)`` or of a
+                dtype too small for the vocabulary; a temperature that is not a finite
+                number > 0; ``top_k`` not an int >= 1; ``eos_id`` out of
+                range; ``max_new_tokens`` not an int >= 0; logits that are not finite.
         """
         from dezero import cuda
         from dezero.core import no_grad, test_mode
 
-        ids = ids.data if isinstance(ids, Variable) else ids
+        ids = self._check_prompt(ids)
+        max_new_tokens, temperature, top_k, eos_id = self._check_sampling(
+            max_new_tokens, temperature, top_k, eos_id)
+        if not isinstance(use_cache, (bool, np.bool_)):
+            raise TypeError(f"generate: use_cache must be a bool, got {use_cache!r}")
         xp = cuda.get_array_module(ids)
-        ids = xp.asarray(ids)
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(f"generate: expected ids of shape (N, T) with T >= 1, got "
-                             f"{tuple(ids.shape)}")
-        if temperature <= 0:
-            raise ValueError(f"generate: temperature must be positive, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"generate: top_k must be a positive int or None, got {top_k}")
+        N, T0 = ids.shape
+        B = self.block_size
+        out = xp.empty((N, T0 + max_new_tokens), dtype=ids.dtype)
+        out[:, :T0] = ids
+        caches = [L.KVCache(B) for _ in self.blocks] if use_cache else None
+        done = None if eos_id is None else xp.zeros(N, dtype=bool)
         with no_grad(), test_mode():
-            for _ in range(int(max_new_tokens)):
-                context = ids[:, -self.block_size:]
-                logits = self(context).data[:, -1, :].astype(np.float64) / temperature
-                if top_k is not None and top_k < logits.shape[-1]:
-                    kth = xp.sort(logits, axis=-1)[:, -top_k][:, None]
-                    logits = xp.where(logits < kth, -xp.inf, logits)
-                logits -= logits.max(axis=-1, keepdims=True)
-                probs = xp.exp(logits)
-                cdf = xp.cumsum(probs, axis=-1)
-                u = xp.random.random_sample((ids.shape[0], 1)) * cdf[:, -1:]
-                nxt = (cdf <= u).sum(axis=-1)  # inverse-CDF sampling, vectorised
-                nxt = xp.minimum(nxt, logits.shape[-1] - 1).astype(ids.dtype)
-                ids = xp.concatenate([ids, nxt[:, None]], axis=1)
+            for t in range(T0, T0 + max_new_tokens):
+                if caches is None:
+                    h = self._hidden(out[:, max(0, t - B):t])
+                elif len(caches[0]) and len(caches[0]) < B:
+                    h = self._hidden(out[:, t - 1:t], caches)  # the newest token only
+                else:  # first step, or the context outgrew block_size: (re)build
+                    for cache in caches:
+                        cache.reset()
+                    h = self._hidden(out[:, max(0, t - B):t], caches)
+                logits = self._logits(h[:, -1]).data
+                nxt = self._sample(xp, logits, temperature, top_k, t - T0)
+                if done is not None:
+                    nxt = xp.where(done, eos_id, nxt)
+                    done |= nxt == eos_id
+                out[:, t] = nxt
+                if done is not None and bool(done.all()):
+                    out[:, t + 1:] = eos_id
+                    break
+        return out
+
+    @staticmethod
+    def _sample(xp, logits, temperature, top_k, step):
+        if not bool(xp.isfinite(logits).all()):
+            raise ValueError(f"generate: the model produced non-finite logits (NaN or inf) at "
+                             f"new token {step}; its weights may hold NaN or inf")
+        if top_k == 1:
+            return logits.argmax(axis=-1)
+        logits = logits.astype(np.float64) / temperature
+        V = logits.shape[-1]
+        if top_k is not None and top_k < V:
+            kth = xp.partition(logits, V - top_k, axis=-1)[:, V - top_k:V - top_k + 1]
+            logits = xp.where(logits < kth, -xp.inf, logits)
+        logits -= logits.max(axis=-1, keepdims=True)
+        cdf = xp.cumsum(xp.exp(logits), axis=-1)
+        u = xp.random.random_sample((logits.shape[0], 1)) * cdf[:, -1:]
+        nxt = (cdf <= u).sum(axis=-1)  # inverse-CDF sampling, vectorised
+        return xp.minimum(nxt, V - 1)
+
+    def _check_prompt(self, ids):
+        from dezero import cuda
+
+        if isinstance(ids, Variable):
+            ids = ids.data
+        if isinstance(ids, (list, tuple)):
+            ids = np.asarray(ids)
+        if not isinstance(ids, cuda.array_types):
+            raise TypeError(f"generate: ids must be an (N, T) array of token ids, got a "
+                            f"{type(ids).__name__}")
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"generate: ids must be integers, got dtype {ids.dtype}")
+        if ids.ndim != 2 or 0 in ids.shape:
+            raise ValueError(f"generate: expected ids of shape (N, T) with N >= 1 prompts of "
+                             f"T >= 1 tokens each, got shape {tuple(ids.shape)}")
+        V = self.vocab_size
+        if np.iinfo(ids.dtype).max < V - 1:
+            raise ValueError(
+                f"generate: ids of dtype {ids.dtype} cannot hold the ids this model samples "
+                f"(up to {V - 1}, vocab_size {V}); pass int64 ids"
+            )
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= V:
+            bad = low if low < 0 else high
+            raise ValueError(f"generate: ids must be in [0, vocab_size={V}), got {bad}")
         return ids
+
+    def _check_sampling(self, max_new_tokens, temperature, top_k, eos_id):
+        V = self.vocab_size
+
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+        if not is_int(max_new_tokens) or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be an int >= 0, got "
+                             f"{max_new_tokens!r}")
+        if (isinstance(temperature, (bool, np.bool_))
+                or not isinstance(temperature, (int, float, np.integer, np.floating))
+                or not math.isfinite(temperature) or temperature <= 0):
+            raise ValueError(f"generate: temperature must be a finite number > 0, got "
+                             f"{temperature!r}")
+        if top_k is not None and (not is_int(top_k) or top_k < 1):
+            raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
+        if eos_id is not None and (not is_int(eos_id) or not 0 <= eos_id < V):
+            raise ValueError(f"generate: eos_id must be None or an id in [0, vocab_size={V}), "
+                             f"got {eos_id!r}")
+        return (int(max_new_tokens), float(temperature),
+                None if top_k is None else int(top_k), None if eos_id is None else int(eos_id))
 
 
 __all__ += ["GPT"]

@@ -87,8 +87,166 @@ def test_generate_shape_range_crop_and_top_k():
             logits = model(out[:, max(0, j - 4):j]).data[:, -1]
         top3 = np.argsort(logits, axis=-1)[:, -3:]
         assert all(out[i, j] in top3[i] for i in range(3))
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         model.generate(start, 1, temperature=0)
+
+
+def _greedy_reference(model, ids, n):
+    """Greedy decoding written out: the argmax of the full forward of the cropped context."""
+    for _ in range(n):
+        with dezero.no_grad(), dezero.test_mode():
+            nxt = model(ids[:, -model.block_size:]).data[:, -1].argmax(axis=-1)
+        ids = np.concatenate([ids, nxt[:, None].astype(ids.dtype)], axis=1)
+    return ids
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_kv_cache_greedy_tokens_equal_the_uncached_ones_past_block_size(tie):
+    np.random.seed(3)  # noqa: NPY002
+    model = GPT(17, 6, n_layer=2, n_head=2, n_embd=16, tie_weights=tie)
+    for p in model.params():  # larger weights than GPT-2's init: well separated logits
+        p.data *= 20
+    start = np.random.default_rng(4).integers(0, 17, size=(3, 2))
+    want = _greedy_reference(model, start, 12)  # 14 tokens: twice past block_size 6
+    cached = model.generate(start, 12, top_k=1)
+    uncached = model.generate(start, 12, top_k=1, use_cache=False)
+    np.testing.assert_array_equal(uncached, want)
+    np.testing.assert_array_equal(cached, want)
+    # a prompt longer than block_size is cropped, with and without the cache
+    long = np.random.default_rng(5).integers(0, 17, size=(2, 9))
+    np.testing.assert_array_equal(model.generate(long, 4, top_k=1),
+                                  _greedy_reference(model, long, 4))
+
+
+def test_kv_cache_sampling_matches_the_uncached_draws():
+    model = GPT(11, 8, n_layer=2, n_head=2, n_embd=8)
+    start = np.array([[1, 2, 3], [4, 5, 6]])
+    np.random.seed(7)  # noqa: NPY002
+    a = model.generate(start, 9, temperature=0.7, top_k=5)
+    np.random.seed(7)  # noqa: NPY002
+    b = model.generate(start, 9, temperature=0.7, top_k=5, use_cache=False)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_kv_cache_step_logits_equal_the_full_forward():
+    import dezero.layers as L
+
+    model = GPT(13, 8, n_layer=2, n_head=4, n_embd=16)
+    ids = np.random.default_rng(0).integers(0, 13, size=(2, 7))
+    with dezero.no_grad(), dezero.test_mode():
+        full = model(ids).data
+        caches = [L.KVCache(8) for _ in model.blocks]
+        parts = [model._logits(model._hidden(ids[:, :3], caches)).data]  # a prompt, then
+        for t in range(3, 5):                                          # one token a step,
+            parts.append(model._logits(model._hidden(ids[:, t:t + 1], caches)).data)
+        parts.append(model._logits(model._hidden(ids[:, 5:], caches)).data)  # then two
+    assert len(caches[0]) == 7
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), full, rtol=1e-5, atol=1e-6)
+
+
+def test_eos_rows_stop_and_are_filled_with_eos():
+    model = GPT(7, 16, n_layer=1, n_head=1, n_embd=8)
+    start = np.array([[1], [2], [3]])
+    greedy = model.generate(start, 10, top_k=1)
+    eos = int(greedy[0, 3])  # the third token row 0 produces
+    out = model.generate(start, 10, top_k=1, eos_id=eos)
+    assert out.shape == (3, 11)
+    for row_out, row_greedy in zip(out, greedy):
+        hits = np.flatnonzero(row_greedy[1:] == eos)
+        if len(hits) == 0:
+            np.testing.assert_array_equal(row_out, row_greedy)
+        else:
+            stop = 1 + hits[0]
+            np.testing.assert_array_equal(row_out[:stop + 1], row_greedy[:stop + 1])
+            assert (row_out[stop:] == eos).all()
+    # every row stopping ends early, the output keeps its full width
+    out = model.generate(np.array([[1], [1]]), 10, top_k=1, eos_id=int(greedy[0, 1]))
+    assert out.shape == (2, 11) and (out[:, 1:] == greedy[0, 1]).all()
+
+
+@pytest.mark.parametrize("ids, kwargs, error, words", [
+    (np.array([[1, 2]], dtype=np.uint8), {}, ValueError, "dtype uint8 cannot hold"),
+    (np.array([[1.0, 2.0]]), {}, TypeError, "ids must be integers, got dtype float64"),
+    (np.array([[True]]), {}, TypeError, "ids must be integers, got dtype bool"),
+    (np.zeros((2, 0), dtype=np.int64), {}, ValueError, r"got shape \(2, 0\)"),
+    (np.zeros((0, 3), dtype=np.int64), {}, ValueError, r"got shape \(0, 3\)"),
+    (np.zeros(3, dtype=np.int64), {}, ValueError, r"shape \(N, T\)"),
+    (np.array([[1, 300]]), {}, ValueError, r"in \[0, vocab_size=300\), got 300"),
+    (np.array([[-1, 2]]), {}, ValueError, r"in \[0, vocab_size=300\), got -1"),
+    ("hello", {}, TypeError, "ids must be an \\(N, T\\) array"),
+    (np.array([[1]]), {"temperature": float("nan")}, ValueError, "temperature must be a finite"),
+    (np.array([[1]]), {"temperature": -1.0}, ValueError, "got -1.0"),
+    (np.array([[1]]), {"temperature": 0}, ValueError, "temperature must be a finite"),
+    (np.array([[1]]), {"temperature": float("inf")}, ValueError, "temperature must be a finite"),
+    (np.array([[1]]), {"top_k": 2.5}, ValueError, "top_k must be None or an int >= 1, got 2.5"),
+    (np.array([[1]]), {"top_k": 0}, ValueError, "top_k must be None or an int >= 1, got 0"),
+    (np.array([[1]]), {"top_k": -3}, ValueError, "top_k must be None or an int >= 1, got -3"),
+    (np.array([[1]]), {"eos_id": 300}, ValueError, "eos_id must be None or an id"),
+    (np.array([[1]]), {"max_new_tokens": -1}, ValueError, "max_new_tokens must be an int >= 0"),
+    (np.array([[1]]), {"max_new_tokens": 2.0}, ValueError, "max_new_tokens must be an int"),
+    (np.array([[1]]), {"use_cache": "yes"}, TypeError, "use_cache must be a bool"),
+])
+def test_generate_refuses_bad_arguments_by_name(ids, kwargs, error, words):
+    model = GPT(300, 8, n_layer=1, n_head=1, n_embd=4)
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(error, match=words):
+        model.generate(ids, **kwargs)
+    assert (np.random.get_state()[1] == state).all()  # refused before any draw
+
+
+def test_generate_keeps_a_small_dtype_that_fits_and_nan_weights_are_named():
+    model = GPT(200, 8, n_layer=1, n_head=1, n_embd=4)
+    out = model.generate(np.array([[1, 2]], dtype=np.uint8), 5)
+    assert out.dtype == np.uint8 and out.shape == (1, 7)
+    assert model.generate(np.array([[3]]), 0).tolist() == [[3]]
+    np.random.seed(1)  # noqa: NPY002
+    a = model.generate(np.array([[3]]), 4, top_k=500)  # above vocab_size: keeps them all
+    np.random.seed(1)  # noqa: NPY002
+    np.testing.assert_array_equal(a, model.generate(np.array([[3]]), 4))
+    model.ln_f.gamma.data[:] = np.nan
+    with pytest.raises(ValueError, match="non-finite logits"):
+        model.generate(np.array([[1]]), 2)
+
+
+def test_tied_head_is_one_parameter_counted_and_saved_once(tmp_path):
+    V, B, Lyr, C = 13, 8, 2, 16
+    model = GPT(V, B, n_layer=Lyr, n_head=2, n_embd=C, tie_weights=True)
+    assert model.head is None
+    names = [n for n, _ in model.named_params()]
+    assert "tok_emb/W" in names and not any(n.startswith("head") for n in names)
+    assert sum(p.size for p in model.params()) == _count(V, B, Lyr, C) - C * V
+    ids = np.random.default_rng(0).integers(0, V, size=(2, 5))
+    logits = model(ids)
+    h = model._hidden(ids).data
+    np.testing.assert_allclose(logits.data, h @ model.tok_emb.W.data.T, rtol=1e-5, atol=1e-6)
+    # the gradient of the shared matrix adds both uses
+    F.sum(logits).backward()
+    assert model.tok_emb.W.grad is not None
+    table = str(model.summary(ids))
+    assert f"Trainable params: {_count(V, B, Lyr, C) - C * V:,}\n" in table
+    path = tmp_path / "tied.npz"
+    model.save_weights(str(path))
+    assert "head/W" not in np.load(path).files
+    other = GPT(V, B, n_layer=Lyr, n_head=2, n_embd=C, tie_weights=True)
+    other.load_weights(str(path))
+    np.testing.assert_array_equal(other(ids).data, logits.data)
+    with pytest.raises(TypeError, match="tie_weights must be a bool"):
+        GPT(V, B, tie_weights="yes")
+
+
+def test_skip_init_draws_nothing_and_builds_the_same_shapes():
+    import dezero.layers as L
+
+    state = np.random.get_state()[1].copy()
+    with L.skip_init():
+        assert L.init_skipped()
+        model = GPT(50, 16, n_layer=2, n_head=2, n_embd=8)
+    assert not L.init_skipped()
+    assert (np.random.get_state()[1] == state).all()
+    ref = GPT(50, 16, n_layer=2, n_head=2, n_embd=8)
+    assert [(n, p.shape, p.dtype) for n, p in model.named_params()] == [
+        (n, p.shape, p.dtype) for n, p in ref.named_params()]
 
 
 def test_param_groups_decay_matrices_only():
