@@ -1,6 +1,10 @@
 """Downloads into the cache folder: get_file (checksums, atomic writes, clear offline
 errors), the cache folder and the download errors. ``dezero.utils`` re-exports these names,
-as the book has them there."""
+as the book has them there.
+
+``hub_files`` fetches files of a Hugging Face hub repository through ``huggingface_hub``
+(extra ``hub``) into that library's own cache, where ``transformers`` keeps its downloads
+too. This is the one module that fetches files."""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import os
 __all__ = [
     "ChecksumError",
     "DownloadError",
+    "NotOnHubError",
     "OfflineError",
     "cache_dir",
     "get_cache_dir",
     "get_file",
+    "hub_files",
 ]
 
 cache_dir = os.path.join(os.path.expanduser("~"), ".dezero")
@@ -57,6 +63,10 @@ class ChecksumError(DownloadError):
 
 class OfflineError(DownloadError, ConnectionError):
     """The server could not be reached (no network, DNS failure, connection refused)."""
+
+
+class NotOnHubError(DownloadError, FileNotFoundError):
+    """The Hugging Face hub has no such repository, revision or file (see ``hub_files``)."""
 
 
 def get_cache_dir() -> str:
@@ -272,3 +282,108 @@ def get_file(url, file_name=None, *, sha256=None, timeout=30.0, progress=True):
             f"the cached file {path!r} fails its checksum ({stale}) and a fresh download "
             f"failed too: {e}"
         ) from e
+
+
+# =============================================================================
+# The Hugging Face hub (extra "hub")
+# =============================================================================
+def _huggingface_hub():
+    try:
+        import huggingface_hub
+    except ImportError as e:
+        raise ImportError(
+            'fetching files from the Hugging Face hub needs huggingface_hub: pip install '
+            '"dezero-next[hub]" (or download the files by other means into a folder and '
+            'pass that folder)'
+        ) from e
+    return huggingface_hub
+
+
+def hub_files(repo_id: str, filenames, *, cache_dir=None, revision: str | None = None) -> dict:
+    """Fetch ``filenames`` of the hub repository ``repo_id``; return ``{name: local path}``.
+
+    Parameters
+    ----------
+    repo_id : str
+        A model repository on the Hugging Face hub, such as ``"gpt2"``.
+    filenames : sequence of str
+        Files that must exist in the repository (``"config.json"``, ...).
+    cache_dir : str, optional
+        ``huggingface_hub``'s cache folder; by default its usual one (``HF_HUB_CACHE``,
+        else ``~/.cache/huggingface/hub``), so files that ``transformers`` already
+        downloaded are reused.
+    revision : str, optional
+        A branch, tag or commit (default: the main branch).
+
+    Notes
+    -----
+    Goes through ``huggingface_hub.hf_hub_download`` (extra ``hub``), which keeps its own
+    cache, checks sizes and writes atomically. The ``HF_ENDPOINT`` environment variable is
+    read at each call (a mirror, or a test server). A file already in the cache is used as
+    it is, without asking the hub (GPT-2's files have not changed since 2019), so a cached
+    model loads offline at once; ``HF_HUB_OFFLINE=1`` forbids any request. Without a
+    cached copy and without network, huggingface_hub retries for about 20 seconds before
+    the OfflineError.
+
+    Raises
+    ------
+    ImportError
+        When huggingface_hub is not installed (the message names the extra).
+    OfflineError
+        The hub could not be reached and a file is not in the cache; the message names the
+        files, their URLs and what to do by hand.
+    NotOnHubError
+        The repository, the revision or a file does not exist (a DownloadError and a
+        FileNotFoundError).
+    DownloadError
+        Any other hub error.
+    """
+    hub = _huggingface_hub()
+    from huggingface_hub import errors
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    branch = revision or "main"
+    paths: dict = {}
+    required = list(filenames)
+    for name in required:
+        url = f"{endpoint}/{repo_id}/resolve/{branch}/{name}"
+        by_hand = (
+            f"download {', '.join(f'{endpoint}/{repo_id}/resolve/{branch}/{f}' for f in required)} "
+            f"by other means into one folder and pass that folder's path instead of "
+            f"{repo_id!r}"
+        )
+        try:
+            try:  # a file in the cache is used as is: no network, no wait when offline
+                paths[name] = hub.hf_hub_download(repo_id, name, cache_dir=cache_dir,
+                                                  revision=revision, local_files_only=True)
+                continue
+            except errors.LocalEntryNotFoundError:
+                pass
+            paths[name] = hub.hf_hub_download(repo_id, name, cache_dir=cache_dir,
+                                              revision=revision, endpoint=endpoint)
+        except errors.LocalEntryNotFoundError as e:
+            raise OfflineError(
+                f"could not fetch {name!r} of {repo_id!r} from {endpoint}: the hub cannot be "
+                f"reached (or HF_HUB_OFFLINE is set) and the file is not in the cache "
+                f"{cache_dir or _hub_cache(hub)!r}. Run once with network access, or {by_hand}"
+            ) from e
+        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as e:
+            raise NotOnHubError(
+                f"the hub has no repository {repo_id!r} (revision {branch!r}) at {endpoint}: "
+                f"{type(e).__name__}"
+            ) from e
+        except (errors.EntryNotFoundError, errors.HfHubHTTPError, OSError) as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if isinstance(e, errors.EntryNotFoundError) or status == 404:
+                raise NotOnHubError(f"{url} does not exist: the repository {repo_id!r} has "
+                                    f"no file {name!r}") from e
+            raise DownloadError(f"could not fetch {url} ({type(e).__name__}: {e}); {by_hand}"
+                                ) from e
+    return paths
+
+
+def _hub_cache(hub) -> str:
+    try:
+        return hub.constants.HF_HUB_CACHE
+    except AttributeError:  # older huggingface_hub
+        return os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Callable, Sequence
 
 import numpy as np
@@ -619,6 +621,132 @@ class GPT(Model):
                     break
         return out
 
+    # --- Hugging Face's layout ------------------------------------------------------------
+    HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, *, cache_dir=None, dtype=np.float32) -> GPT:
+        """Load GPT-2 weights in Hugging Face's layout; returns a model in eval mode.
+
+        Parameters
+        ----------
+        name_or_path : str or os.PathLike
+            A folder holding ``config.json`` and ``model.safetensors`` (or a sharded
+            ``model.safetensors.index.json``), as ``transformers``' ``save_pretrained`` and
+            :meth:`save_pretrained` write them; or one of ``"gpt2"``, ``"gpt2-medium"``,
+            ``"gpt2-large"``, ``"gpt2-xl"`` (or another ``"owner/name"`` repository),
+            fetched from the Hugging Face hub through ``huggingface_hub`` (extra ``hub``)
+            into its usual cache, where ``transformers`` keeps its downloads too.
+        cache_dir : str, optional
+            ``huggingface_hub``'s cache folder for a hub name (default: its usual one).
+        dtype : float dtype
+            The parameters' dtype (float32 by default; float16 or float64 convert).
+
+        Notes
+        -----
+        config.json's ``vocab_size``, ``n_positions`` (or ``n_ctx``), ``n_embd``,
+        ``n_layer``, ``n_head``, ``layer_norm_epsilon``, ``tie_word_embeddings`` and
+        ``resid_pdrop`` (the model's one dropout ratio) are honoured; a variant dezero does
+        not implement (``n_inner`` other than 4 ``n_embd``, an activation other than the
+        tanh GELU ``gelu_new``, ``scale_attn_by_inverse_layer_idx``,
+        ``reorder_and_upcast_attn``, unscaled attention, cross-attention) is refused by name.
+
+        Tensors are matched by GPT-2's names, with or without the ``transformer.`` prefix;
+        the attention-mask buffers (``attn.bias``, ``attn.masked_bias``) are ignored. Every
+        tensor is checked (names, shapes, dtypes, offsets inside the file) before the model
+        exists: missing, unexpected or mis-shaped tensors are reported together, by name.
+
+        No random weights are drawn (the model is built inside
+        :func:`dezero.layers.skip_init`). The file is memory-mapped (copy on write) and the
+        parameters are views of it: loading copies nothing, the pages are read when first
+        used, and training writes private copies of the pages it changes. Other dtypes
+        than the file's are converted tensor by tensor.
+
+        Like ``transformers``, the model comes back in eval mode (dropout off); call
+        ``model.train()`` before fine-tuning. ``model.pretrained_config`` keeps config.json.
+
+        Raises
+        ------
+        FileNotFoundError
+            A folder without config.json or model.safetensors (named), or a path that does
+            not exist.
+        CheckpointError
+            A damaged, truncated or non-GPT-2 checkpoint (the message names the tensors).
+        ValueError
+            An unknown name, a config.json dezero cannot run (named field), a bad dtype.
+        ImportError, dezero.download.OfflineError, dezero.download.DownloadError
+            For a hub name: huggingface_hub missing (names the extra), no network and
+            nothing cached (names the files and what to download by hand), no such file.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f" or dtype.itemsize < 2:
+            raise ValueError(f"GPT.from_pretrained: dtype must be float16, float32 or float64, "
+                             f"got {dtype}")
+        folder = _gpt2_folder(name_or_path, cache_dir, cls.HUB_NAMES)
+        config = _read_json(os.path.join(folder, "config.json"))
+        hp = _gpt2_hparams(config, os.path.join(folder, "config.json"))
+        tensors = _gpt2_tensors(folder)
+        with L.skip_init():
+            model = cls(hp["vocab_size"], hp["block_size"], hp["n_layer"], hp["n_head"],
+                        hp["n_embd"], hp["dropout"], tie_weights=hp["tie"])
+        state = _gpt2_state(model, tensors, folder)  # checks everything, changes nothing
+        for name, p in model.named_params():
+            array = state[name]
+            p.data = array if array.dtype == dtype else array.astype(dtype)
+        for layer in [*(ln for b in model.blocks for ln in (b.ln1, b.ln2)), model.ln_f]:
+            layer.eps = hp["eps"]
+        model.pretrained_config = config
+        return model.eval()
+
+    def save_pretrained(self, folder) -> None:
+        """Write ``config.json`` and ``model.safetensors`` in Hugging Face's GPT-2 layout.
+
+        ``transformers.GPT2LMHeadModel.from_pretrained(folder)`` loads the result, as does
+        :meth:`from_pretrained`. Tensor names carry the ``transformer.`` prefix, Linear
+        weights are stored (in, out) as GPT-2's Conv1D keeps them, a tied head is stored
+        once (as ``wte``), an untied one as ``lm_head.weight`` (vocab_size, n_embd); the
+        file's metadata is ``{"format": "pt"}``, which transformers expects. config.json is
+        the one the model was loaded with (if any), with this model's sizes. Both files are
+        written atomically (a temporary file renamed over the target); the folder is
+        created when missing. Parameters on the GPU are copied to the host.
+        """
+        import json
+
+        from dezero import cuda
+        from dezero.serialization import atomic_write
+
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        params = dict(self.named_params())
+        missing = [n for n, p in params.items() if p.data is None]
+        if missing:
+            raise ValueError(f"save_pretrained: parameters not initialised yet: {missing}")
+        tensors = {}
+        for hf_name, name in _gpt2_names(self.n_layer, self.tie_weights).items():
+            array = cuda.as_numpy(params[name].data)
+            tensors["transformer." + hf_name if hf_name != "lm_head.weight" else hf_name] = (
+                array.T if hf_name == "lm_head.weight" else array)
+        dtypes = {str(a.dtype) for a in tensors.values()}
+        config = dict(self.pretrained_config or {})
+        config.update({
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "vocab_size": self.vocab_size, "n_positions": self.block_size,
+            "n_ctx": self.block_size, "n_embd": self.n_embd, "n_layer": self.n_layer,
+            "n_head": self.n_head, "n_inner": None, "activation_function": "gelu_new",
+            "layer_norm_epsilon": float(self.ln_f.eps),
+            "resid_pdrop": self.dropout, "embd_pdrop": self.dropout,
+            "attn_pdrop": self.dropout, "tie_word_embeddings": self.tie_weights,
+            "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+            "reorder_and_upcast_attn": False,
+        })
+        config.setdefault("initializer_range", 0.02)
+        if len(dtypes) == 1:
+            config["torch_dtype"] = dtypes.pop()
+        _write_safetensors(os.path.join(folder, "model.safetensors"), tensors,
+                           {"format": "pt"})
+        with atomic_write(os.path.join(folder, "config.json")) as f:
+            f.write((json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
     @staticmethod
     def _sample(xp, logits, temperature, top_k, step):
         if not bool(xp.isfinite(logits).all()):
@@ -685,6 +813,306 @@ class GPT(Model):
                              f"got {eos_id!r}")
         return (int(max_new_tokens), float(temperature),
                 None if top_k is None else int(top_k), None if eos_id is None else int(eos_id))
+
+
+# =============================================================================
+# GPT-2 checkpoints in Hugging Face's layout (GPT.from_pretrained / save_pretrained)
+# =============================================================================
+def _gpt2_names(n_layer: int, tied: bool) -> dict[str, str]:
+    """GPT-2's tensor names (without the ``transformer.`` prefix) -> dezero's parameter
+    paths. Linear weights have the same (in, out) orientation in both (GPT-2's Conv1D);
+    ``lm_head.weight`` is (vocab, C), the transpose of ``head/W``."""
+    names = {"wte.weight": "tok_emb/W", "wpe.weight": "pos_emb/W"}
+    for i in range(n_layer):
+        h, b = f"h.{i}.", f"blocks/{i}/"
+        names.update({
+            h + "ln_1.weight": b + "ln1/gamma", h + "ln_1.bias": b + "ln1/beta",
+            h + "attn.c_attn.weight": b + "attn/qkv/W", h + "attn.c_attn.bias": b + "attn/qkv/b",
+            h + "attn.c_proj.weight": b + "attn/proj/W", h + "attn.c_proj.bias": b + "attn/proj/b",
+            h + "ln_2.weight": b + "ln2/gamma", h + "ln_2.bias": b + "ln2/beta",
+            h + "mlp.c_fc.weight": b + "fc/W", h + "mlp.c_fc.bias": b + "fc/b",
+            h + "mlp.c_proj.weight": b + "proj/W", h + "mlp.c_proj.bias": b + "proj/b",
+        })
+    names.update({"ln_f.weight": "ln_f/gamma", "ln_f.bias": "ln_f/beta"})
+    if not tied:
+        names["lm_head.weight"] = "head/W"
+    return names
+
+
+def _gpt2_folder(name_or_path, cache_dir, hub_names) -> str:
+    """The local folder of ``name_or_path``: itself, or the hub snapshot of a name."""
+    path = os.fspath(name_or_path)
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
+        raise NotADirectoryError(f"GPT.from_pretrained: {path!r} is a file; pass the folder "
+                                 f"that holds config.json and model.safetensors")
+    repo = path.replace(os.sep, "/")
+    if repo in hub_names or (repo.count("/") == 1 and all(repo.split("/"))
+                             and not path.startswith((".", "/", "~"))):
+        files = download.hub_files(repo, ["config.json"], cache_dir=cache_dir)
+        folder = os.path.dirname(files["config.json"])
+        try:
+            download.hub_files(repo, ["model.safetensors"], cache_dir=cache_dir)
+        except download.NotOnHubError:  # large models may come in shards
+            index = download.hub_files(repo, ["model.safetensors.index.json"],
+                                       cache_dir=cache_dir)["model.safetensors.index.json"]
+            shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+            download.hub_files(repo, shards, cache_dir=cache_dir)
+        return folder
+    raise FileNotFoundError(
+        f"GPT.from_pretrained: {path!r} is neither a folder nor a known model name; pass a "
+        f"folder with config.json and model.safetensors, or one of {', '.join(hub_names)}"
+    )
+
+
+def _read_json(path) -> dict:
+    import json
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise L.CheckpointError(f"{path!r} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise L.CheckpointError(f"{path!r} holds a {type(value).__name__}, not a JSON object")
+    return value
+
+
+# GPT2Config's defaults, used for keys a config.json leaves out (as transformers does)
+_GPT2_DEFAULTS = {
+    "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
+    "n_inner": None, "activation_function": "gelu_new", "resid_pdrop": 0.1,
+    "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+    "add_cross_attention": False,
+}
+
+
+def _gpt2_hparams(config: dict, where: str) -> dict:
+    """Check config.json; return the GPT's sizes (every variant dezero lacks refused)."""
+    def get(key):
+        return config.get(key, _GPT2_DEFAULTS.get(key))
+
+    model_type = config.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise ValueError(f"{where}: model_type {model_type!r} is not GPT-2 ('gpt2')")
+    hp = {}
+    sizes = {"vocab_size": "vocab_size", "n_embd": "n_embd", "n_layer": "n_layer",
+             "n_head": "n_head",
+             "block_size": "n_positions" if "n_positions" in config or "n_ctx" not in config
+             else "n_ctx"}
+    for name, key in sizes.items():
+        value = get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{where}: {key} must be a positive int, got {value!r}")
+        hp[name] = value
+    if hp["n_embd"] % hp["n_head"]:
+        raise ValueError(f"{where}: n_embd ({hp['n_embd']}) is not a multiple of n_head "
+                         f"({hp['n_head']})")
+    unsupported = []
+    n_inner = get("n_inner")
+    if n_inner is not None and n_inner != 4 * hp["n_embd"]:
+        unsupported.append(f"n_inner={n_inner!r} (dezero's MLP is 4 * n_embd = "
+                           f"{4 * hp['n_embd']} wide)")
+    act = get("activation_function")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        unsupported.append(f"activation_function={act!r} (dezero's GPT uses the tanh GELU, "
+                           f"'gelu_new')")
+    for key, fine in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                      ("reorder_and_upcast_attn", False), ("add_cross_attention", False)):
+        if bool(get(key)) != fine:
+            unsupported.append(f"{key}={get(key)!r}")
+    if unsupported:
+        raise ValueError(f"{where}: this GPT-2 variant is not implemented in dezero: "
+                         + "; ".join(unsupported))
+    eps, dropout = get("layer_norm_epsilon"), get("resid_pdrop")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"{where}: layer_norm_epsilon must be a number > 0, got {eps!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+            0 <= dropout < 1):
+        raise ValueError(f"{where}: resid_pdrop must be a number in [0, 1), got {dropout!r}")
+    tie = get("tie_word_embeddings")
+    if not isinstance(tie, bool):
+        raise ValueError(f"{where}: tie_word_embeddings must be true or false, got {tie!r}")
+    hp.update(eps=float(eps), dropout=float(dropout), tie=tie)
+    return hp
+
+
+def _gpt2_tensors(folder) -> dict:
+    """Every tensor of the folder's model.safetensors (or of its shards), memory-mapped."""
+    single = os.path.join(folder, "model.safetensors")
+    if os.path.exists(single):
+        return _map_safetensors(single)
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        others = [f for f in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
+                  if os.path.exists(os.path.join(folder, f))]
+        also = f" (it has {', '.join(others)}: dezero reads only safetensors files, which " \
+               f"hold no pickled code)" if others else ""
+        raise FileNotFoundError(f"{folder!r} has no model.safetensors{also}")
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise L.CheckpointError(f"{index!r} has no weight_map")
+    tensors: dict = {}
+    for shard in sorted(set(weight_map.values())):
+        if os.path.basename(shard) != shard:
+            raise L.CheckpointError(f"{index!r}: shard name {shard!r} is not a plain file name")
+        for name, array in _map_safetensors(os.path.join(folder, shard)).items():
+            if weight_map.get(name) == shard:
+                tensors[name] = array
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise L.CheckpointError(f"{index!r} lists tensors its shards lack: {missing[:10]}")
+    return tensors
+
+
+# GPT-2's causal-mask buffers (h.<i>.attn.bias, h.<i>.attn.masked_bias): not weights
+_IGNORED = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
+
+
+def _gpt2_state(model: GPT, tensors: dict, where) -> dict:
+    """Map GPT-2 tensors onto ``model``'s parameter paths, checking names, shapes, dtypes."""
+    table = _gpt2_names(model.n_layer, model.tie_weights)
+    params = dict(model.named_params())
+    state, problems, unexpected, renamed, seen = {}, [], [], {}, set()
+    for key, array in tensors.items():
+        name = key[len("transformer."):] if key.startswith("transformer.") else key
+        if name in renamed:
+            problems.append(f"{key!r} and {renamed[name]!r} are the same tensor twice")
+            continue
+        renamed[name] = key
+        if _IGNORED.fullmatch(name):
+            continue
+        if name == "lm_head.weight" and model.tie_weights:
+            # some writers store the tied head too: it must at least fit
+            if array.shape != (model.vocab_size, model.n_embd):
+                problems.append(f"{key!r} has shape {array.shape}, expected "
+                                f"{(model.vocab_size, model.n_embd)}")
+            continue
+        path = table.get(name)
+        if path is None:
+            unexpected.append(key)
+            continue
+        seen.add(name)
+        if array.dtype.kind != "f":
+            problems.append(f"{key!r} has dtype {array.dtype}, not a float dtype")
+            continue
+        if name == "lm_head.weight":
+            array = array.T  # (vocab, C) -> head/W (C, vocab), a view
+        want = params[path].shape
+        if array.shape != want:
+            shown = array.T.shape if name == "lm_head.weight" else array.shape
+            expected = want[::-1] if name == "lm_head.weight" else want
+            problems.append(f"{key!r} has shape {shown}, the config needs {expected}")
+            continue
+        state[path] = array
+    missing = [hf for hf in table if hf not in seen]
+    if missing:
+        problems.append(f"missing tensors: {missing}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {unexpected}")
+    if problems:
+        raise L.CheckpointError(f"cannot load {os.fspath(where)!r} into a GPT-2 of "
+                                f"{model.n_layer} layers, n_embd {model.n_embd}, vocabulary "
+                                f"{model.vocab_size}: " + "; ".join(problems))
+    return state
+
+
+# --- safetensors: the file format read by memory map and written by streaming ------------
+# (dtype names of the safetensors format; BF16 is widened to float32 on reading)
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
+              "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items() if k != "BF16"}
+
+
+def _map_safetensors(path) -> dict[str, np.ndarray]:
+    """Every tensor of the safetensors file ``path`` as a view of one copy-on-write memory
+    map (nothing is read until used); the header is checked first, entry by entry."""
+    import json
+    import mmap
+
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+
+    def damaged(why):
+        return L.CheckpointError(f"cannot load {path!r}: {why}")
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise damaged(f"the file has {size} bytes, too few for a safetensors header")
+        n = int.from_bytes(head, "little")
+        if n > size - 8 or n > 100 << 20:
+            raise damaged(f"the header claims {n} bytes but the file has {size} (truncated, "
+                          f"or not a safetensors file)")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise damaged(f"the header is not valid JSON ({e})") from None
+        if not isinstance(header, dict):
+            raise damaged("the header is not a JSON object")
+        header.pop("__metadata__", None)
+        data_start, data_size = 8 + n, size - 8 - n
+        entries = []
+        for name, info in header.items():
+            try:
+                code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+                dt = np.dtype(_ST_DTYPES[code])
+                count = math.prod(shape)
+                ok = (all(isinstance(d, int) and d >= 0 for d in shape)
+                      and isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end)
+            except (KeyError, TypeError, ValueError):
+                raise damaged(f"tensor {name!r} has a malformed header entry {info!r}") from None
+            if not ok or end - begin != count * dt.itemsize:
+                raise damaged(f"tensor {name!r}: {code} {shape} needs {count * dt.itemsize} "
+                              f"bytes, its offsets {begin}..{end} hold {end - begin}")
+            if end > data_size:
+                raise damaged(f"the file is truncated: tensor {name!r} ends at byte {end} of "
+                              f"the data, which has {data_size}")
+            entries.append((name, code, dt, tuple(shape), begin, count))
+        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+    tensors = {}
+    for name, code, dt, shape, begin, count in entries:
+        array = np.frombuffer(buffer, dtype=dt, count=count, offset=data_start + begin)
+        if code == "BF16":  # the upper half of a float32
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        elif not array.flags.aligned:
+            array = array.copy()  # rare: a writer that does not align the data
+        tensors[name] = array.reshape(shape)
+    return tensors
+
+
+def _write_safetensors(path, tensors: dict, metadata: dict) -> None:
+    """Write ``tensors`` (name -> array) as a safetensors file, atomically and streamed
+    (no copy of the whole file in memory), in the given order."""
+    import json
+
+    from dezero.serialization import atomic_write
+
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    arrays = []
+    for name, array in tensors.items():
+        array = np.asarray(array)
+        code = _ST_NAMES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == ">"
+                             else array.dtype)
+        if code is None:
+            raise TypeError(f"{name!r}: a safetensors file cannot hold dtype {array.dtype}")
+        header[name] = {"dtype": code, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        arrays.append(array)
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    with atomic_write(path) as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for array in arrays:
+            little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+            f.write(np.ascontiguousarray(little).data)
 
 
 __all__ += ["GPT"]

@@ -189,10 +189,10 @@ def test_eos_rows_stop_and_are_filled_with_eos():
 def test_generate_refuses_bad_arguments_by_name(ids, kwargs, error, words):
     model = GPT(300, 8, n_layer=1, n_head=1, n_embd=4)
     kwargs = {"max_new_tokens": 3, **kwargs}
-    state = np.random.get_state()[1].copy()
+    state = np.random.get_state()[1].copy()  # noqa: NPY002
     with pytest.raises(error, match=words):
         model.generate(ids, **kwargs)
-    assert (np.random.get_state()[1] == state).all()  # refused before any draw
+    assert (np.random.get_state()[1] == state).all()  # refused before any draw  # noqa: NPY002
 
 
 def test_generate_keeps_a_small_dtype_that_fits_and_nan_weights_are_named():
@@ -238,12 +238,12 @@ def test_tied_head_is_one_parameter_counted_and_saved_once(tmp_path):
 def test_skip_init_draws_nothing_and_builds_the_same_shapes():
     import dezero.layers as L
 
-    state = np.random.get_state()[1].copy()
+    state = np.random.get_state()[1].copy()  # noqa: NPY002
     with L.skip_init():
         assert L.init_skipped()
         model = GPT(50, 16, n_layer=2, n_head=2, n_embd=8)
     assert not L.init_skipped()
-    assert (np.random.get_state()[1] == state).all()
+    assert (np.random.get_state()[1] == state).all()  # noqa: NPY002
     ref = GPT(50, 16, n_layer=2, n_head=2, n_embd=8)
     assert [(n, p.shape, p.dtype) for n, p in model.named_params()] == [
         (n, p.shape, p.dtype) for n, p in ref.named_params()]
