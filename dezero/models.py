@@ -705,7 +705,8 @@ class GPT(Model):
         :meth:`from_pretrained`. Tensor names carry the ``transformer.`` prefix, Linear
         weights are stored (in, out) as GPT-2's Conv1D keeps them, a tied head is stored
         once (as ``wte``), an untied one as ``lm_head.weight`` (vocab_size, n_embd); the
-        file's metadata is ``{"format": "pt"}``, which transformers expects. config.json is
+        file's metadata has ``"format": "pt"``, which transformers expects (and dezero's
+        checksums, which :meth:`from_pretrained` verifies). config.json is
         the one the model was loaded with (if any), with this model's sizes. Both files are
         written atomically (a temporary file renamed over the target); the folder is
         created when missing. Parameters on the GPU are copied to the host.
@@ -713,7 +714,7 @@ class GPT(Model):
         import json
 
         from dezero import cuda
-        from dezero.serialization import atomic_write
+        from dezero.serialization import atomic_write, save_safetensors
 
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
@@ -742,8 +743,8 @@ class GPT(Model):
         config.setdefault("initializer_range", 0.02)
         if len(dtypes) == 1:
             config["torch_dtype"] = dtypes.pop()
-        _write_safetensors(os.path.join(folder, "model.safetensors"), tensors,
-                           {"format": "pt"})
+        save_safetensors(os.path.join(folder, "model.safetensors"), tensors,
+                         metadata={"format": "pt"})
         with atomic_write(os.path.join(folder, "config.json")) as f:
             f.write((json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -942,10 +943,14 @@ def _gpt2_hparams(config: dict, where: str) -> dict:
 
 
 def _gpt2_tensors(folder) -> dict:
-    """Every tensor of the folder's model.safetensors (or of its shards), memory-mapped."""
+    """``{tensor name: its SafetensorsFile}`` for the folder's model.safetensors (or its
+    shards), opened through copy-on-write memory maps (only the headers are read)."""
+    from dezero.serialization import open_safetensors
+
     single = os.path.join(folder, "model.safetensors")
     if os.path.exists(single):
-        return _map_safetensors(single)
+        f = open_safetensors(single, writable=True)
+        return {name: f for name in f}
     index = os.path.join(folder, "model.safetensors.index.json")
     if not os.path.exists(index):
         others = [f for f in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
@@ -958,11 +963,12 @@ def _gpt2_tensors(folder) -> dict:
         raise L.CheckpointError(f"{index!r} has no weight_map")
     tensors: dict = {}
     for shard in sorted(set(weight_map.values())):
-        if os.path.basename(shard) != shard:
+        if not isinstance(shard, str) or os.path.basename(shard) != shard:
             raise L.CheckpointError(f"{index!r}: shard name {shard!r} is not a plain file name")
-        for name, array in _map_safetensors(os.path.join(folder, shard)).items():
+        f = open_safetensors(os.path.join(folder, shard), writable=True)
+        for name in f:
             if weight_map.get(name) == shard:
-                tensors[name] = array
+                tensors[name] = f
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
         raise L.CheckpointError(f"{index!r} lists tensors its shards lack: {missing[:10]}")
@@ -974,11 +980,12 @@ _IGNORED = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 
 
 def _gpt2_state(model: GPT, tensors: dict, where) -> dict:
-    """Map GPT-2 tensors onto ``model``'s parameter paths, checking names, shapes, dtypes."""
+    """Map GPT-2 tensors onto ``model``'s parameter paths: every name, shape and dtype is
+    checked from the headers first; then the arrays (views of the maps) are taken."""
     table = _gpt2_names(model.n_layer, model.tie_weights)
     params = dict(model.named_params())
-    state, problems, unexpected, renamed, seen = {}, [], [], {}, set()
-    for key, array in tensors.items():
+    plan, problems, unexpected, renamed, seen = {}, [], [], {}, set()
+    for key, f in tensors.items():
         name = key[len("transformer."):] if key.startswith("transformer.") else key
         if name in renamed:
             problems.append(f"{key!r} and {renamed[name]!r} are the same tensor twice")
@@ -986,10 +993,11 @@ def _gpt2_state(model: GPT, tensors: dict, where) -> dict:
         renamed[name] = key
         if _IGNORED.fullmatch(name):
             continue
+        shape = f.shape(key)
         if name == "lm_head.weight" and model.tie_weights:
             # some writers store the tied head too: it must at least fit
-            if array.shape != (model.vocab_size, model.n_embd):
-                problems.append(f"{key!r} has shape {array.shape}, expected "
+            if shape != (model.vocab_size, model.n_embd):
+                problems.append(f"{key!r} has shape {shape}, expected "
                                 f"{(model.vocab_size, model.n_embd)}")
             continue
         path = table.get(name)
@@ -997,18 +1005,16 @@ def _gpt2_state(model: GPT, tensors: dict, where) -> dict:
             unexpected.append(key)
             continue
         seen.add(name)
-        if array.dtype.kind != "f":
-            problems.append(f"{key!r} has dtype {array.dtype}, not a float dtype")
+        if f.dtype(key).kind != "f":
+            problems.append(f"{key!r} has dtype {f.dtype(key)}, not a float dtype")
             continue
-        if name == "lm_head.weight":
-            array = array.T  # (vocab, C) -> head/W (C, vocab), a view
         want = params[path].shape
-        if array.shape != want:
-            shown = array.T.shape if name == "lm_head.weight" else array.shape
-            expected = want[::-1] if name == "lm_head.weight" else want
-            problems.append(f"{key!r} has shape {shown}, the config needs {expected}")
+        if name == "lm_head.weight":
+            want = want[::-1]  # stored (vocab, C); head/W is its transpose
+        if shape != want:
+            problems.append(f"{key!r} has shape {shape}, the config needs {want}")
             continue
-        state[path] = array
+        plan[path] = (f, key, name == "lm_head.weight")
     missing = [hf for hf in table if hf not in seen]
     if missing:
         problems.append(f"missing tensors: {missing}")
@@ -1018,101 +1024,10 @@ def _gpt2_state(model: GPT, tensors: dict, where) -> dict:
         raise L.CheckpointError(f"cannot load {os.fspath(where)!r} into a GPT-2 of "
                                 f"{model.n_layer} layers, n_embd {model.n_embd}, vocabulary "
                                 f"{model.vocab_size}: " + "; ".join(problems))
+    state = {}
+    for path, (f, key, transpose) in plan.items():
+        array = np.asarray(f[key])  # a plain ndarray view of the map (checksummed if dezero's)
+        state[path] = array.T if transpose else array
     return state
-
-
-# --- safetensors: the file format read by memory map and written by streaming ------------
-# (dtype names of the safetensors format; BF16 is widened to float32 on reading)
-_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
-              "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items() if k != "BF16"}
-
-
-def _map_safetensors(path) -> dict[str, np.ndarray]:
-    """Every tensor of the safetensors file ``path`` as a view of one copy-on-write memory
-    map (nothing is read until used); the header is checked first, entry by entry."""
-    import json
-    import mmap
-
-    path = os.fspath(path)
-    size = os.path.getsize(path)
-
-    def damaged(why):
-        return L.CheckpointError(f"cannot load {path!r}: {why}")
-
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise damaged(f"the file has {size} bytes, too few for a safetensors header")
-        n = int.from_bytes(head, "little")
-        if n > size - 8 or n > 100 << 20:
-            raise damaged(f"the header claims {n} bytes but the file has {size} (truncated, "
-                          f"or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise damaged(f"the header is not valid JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise damaged("the header is not a JSON object")
-        header.pop("__metadata__", None)
-        data_start, data_size = 8 + n, size - 8 - n
-        entries = []
-        for name, info in header.items():
-            try:
-                code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-                dt = np.dtype(_ST_DTYPES[code])
-                count = math.prod(shape)
-                ok = (all(isinstance(d, int) and d >= 0 for d in shape)
-                      and isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end)
-            except (KeyError, TypeError, ValueError):
-                raise damaged(f"tensor {name!r} has a malformed header entry {info!r}") from None
-            if not ok or end - begin != count * dt.itemsize:
-                raise damaged(f"tensor {name!r}: {code} {shape} needs {count * dt.itemsize} "
-                              f"bytes, its offsets {begin}..{end} hold {end - begin}")
-            if end > data_size:
-                raise damaged(f"the file is truncated: tensor {name!r} ends at byte {end} of "
-                              f"the data, which has {data_size}")
-            entries.append((name, code, dt, tuple(shape), begin, count))
-        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
-    tensors = {}
-    for name, code, dt, shape, begin, count in entries:
-        array = np.frombuffer(buffer, dtype=dt, count=count, offset=data_start + begin)
-        if code == "BF16":  # the upper half of a float32
-            array = (array.astype(np.uint32) << 16).view(np.float32)
-        elif not array.flags.aligned:
-            array = array.copy()  # rare: a writer that does not align the data
-        tensors[name] = array.reshape(shape)
-    return tensors
-
-
-def _write_safetensors(path, tensors: dict, metadata: dict) -> None:
-    """Write ``tensors`` (name -> array) as a safetensors file, atomically and streamed
-    (no copy of the whole file in memory), in the given order."""
-    import json
-
-    from dezero.serialization import atomic_write
-
-    header: dict = {"__metadata__": metadata}
-    offset = 0
-    arrays = []
-    for name, array in tensors.items():
-        array = np.asarray(array)
-        code = _ST_NAMES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == ">"
-                             else array.dtype)
-        if code is None:
-            raise TypeError(f"{name!r}: a safetensors file cannot hold dtype {array.dtype}")
-        header[name] = {"dtype": code, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        arrays.append(array)
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
-    with atomic_write(path) as f:
-        f.write(len(blob).to_bytes(8, "little"))
-        f.write(blob)
-        for array in arrays:
-            little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-            f.write(np.ascontiguousarray(little).data)
-
 
 __all__ += ["GPT"]

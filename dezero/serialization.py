@@ -470,7 +470,7 @@ def _parse_safetensors_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     return header, 8 + size
 
 
-def open_safetensors(path, *, verify: bool = True) -> SafetensorsFile:
+def open_safetensors(path, *, verify: bool = True, writable: bool = False) -> SafetensorsFile:
     """Open the ``.safetensors`` file ``path`` lazily, through a read-only memory map.
 
     Only the header is read (and checked, by dezero and by the safetensors package); each
@@ -479,6 +479,10 @@ def open_safetensors(path, *, verify: bool = True) -> SafetensorsFile:
     accessed (``verify=False`` skips that; ``check()`` verifies all at once). What a
     ``from_pretrained`` needs: names, ``dtype(name)`` and ``shape(name)`` without reading
     any data, then one tensor at a time, never a second copy of the file.
+
+    With ``writable=True`` the map is copy-on-write: the arrays can be written (what
+    parameters that are trained in place need), a written page becomes a private copy of
+    this process, and the file never changes.
 
     >>> import os, tempfile
     >>> import numpy as np
@@ -522,7 +526,8 @@ def open_safetensors(path, *, verify: bool = True) -> SafetensorsFile:
                 )
         length = file_size - start
         if length:
-            data = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(length,))
+            data = np.memmap(path, dtype=np.uint8, mode="c" if writable else "r",
+                             offset=start, shape=(length,))
         else:
             data = np.zeros(0, dtype=np.uint8)
     except Exception as e:  # SafetensorError, or what a damaged header makes json raise
