@@ -34,6 +34,7 @@ from dezero import (
     models,
     optimizers,
     profiler,
+    text,
     transforms,
     utils,
 )

@@ -7,6 +7,7 @@ compare dezero's logits with ``gpt2_forward``.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -115,3 +116,88 @@ def tiny_checkpoint(folder, tied=True, prefix=True, seed=0, **sizes):
     config = gpt2_config(tied=tied, **sizes)
     write_checkpoint(folder, weights, config, prefix=prefix)
     return weights, config
+
+
+class Hub:
+    """A thread serving ``{repo}/resolve/{revision}/{file}`` as the hub does (HEAD with the
+    commit, ETag and size headers, GET with the bytes; 404 with X-Error-Code otherwise)."""
+
+    def __init__(self, repos):
+        import hashlib
+        import http.server
+        import threading
+
+        files = {}
+        for repo, folder in repos.items():
+            for path in Path(folder).iterdir():
+                data = path.read_bytes()
+                etag = hashlib.sha256(data).hexdigest()
+                files[f"/{repo}/resolve/main/{path.name}"] = (data, etag)
+        self.requests = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, body):
+                hub.requests.append((self.command, self.path))
+                entry = files.get(self.path.split("?")[0])
+                if entry is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data, etag = entry
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
+                self.send_header("ETag", f'"{etag}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_HEAD(self):
+                self._answer(False)
+
+            def do_GET(self):
+                self._answer(True)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- a small byte-level BPE vocabulary (GPT-2's 256 byte characters, a few merges) -------
+def bytes_to_unicode():
+    """GPT-2's table: every byte -> a printable character (letters stay themselves)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    table, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + n)
+            n += 1
+    return table
+
+
+BYTE = bytes_to_unicode()
+MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "a"), ("i", "n"), ("Ġ", "w"),
+          ("o", "r"), ("Ġw", "or"), ("l", "d"), ("Ġwor", "ld"), ("e", "r"), ("Ġ", "Ġ"),
+          ("1", "2"), ("'", "s"), ("Ã", "©")]
+def write_vocab(folder):
+    tokens = [BYTE[b] for b in range(256)] + ["".join(m) for m in MERGES] + ["<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in MERGES), encoding="utf-8")
+    return vocab

@@ -18,7 +18,14 @@ import pytest
 import dezero
 from dezero.models import GPT
 from dezero.serialization import CheckpointError
-from tests._gpt2 import gpt2_config, gpt2_forward, gpt2_weights, tiny_checkpoint, write_checkpoint
+from tests._gpt2 import (
+    Hub,
+    gpt2_config,
+    gpt2_forward,
+    gpt2_weights,
+    tiny_checkpoint,
+    write_checkpoint,
+)
 
 pytest.importorskip("safetensors")  # the tests write their checkpoints with it
 
@@ -337,68 +344,12 @@ def test_peak_memory_of_a_load_stays_within_a_quarter_above_the_file(tmp_path):
 
 
 # --- the hub: a local server with the hub's URL layout ---------------------------------------
-class _Hub:
-    """A thread serving ``{repo}/resolve/{revision}/{file}`` as the hub does (HEAD with the
-    commit, ETag and size headers, GET with the bytes; 404 with X-Error-Code otherwise)."""
-
-    def __init__(self, repos):
-        import hashlib
-        import http.server
-        import threading
-
-        files = {}
-        for repo, folder in repos.items():
-            for path in Path(folder).iterdir():
-                data = path.read_bytes()
-                etag = hashlib.sha256(data).hexdigest()
-                files[f"/{repo}/resolve/main/{path.name}"] = (data, etag)
-        self.requests = []
-        hub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self, body):
-                hub.requests.append((self.command, self.path))
-                entry = files.get(self.path.split("?")[0])
-                if entry is None:
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data, etag = entry
-                self.send_response(200)
-                self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
-                self.send_header("ETag", f'"{etag}"')
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-            def do_HEAD(self):
-                self._answer(False)
-
-            def do_GET(self):
-                self._answer(True)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_hub_name_downloads_into_the_hub_cache_and_works_offline_after(tmp_path, monkeypatch):
     pytest.importorskip("huggingface_hub")
     from dezero.download import OfflineError
 
     weights, _ = tiny_checkpoint(tmp_path / "files")
-    hub = _Hub({"gpt2": tmp_path / "files"})
+    hub = Hub({"gpt2": tmp_path / "files"})
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     cache = tmp_path / "hub-cache"
@@ -433,7 +384,7 @@ def test_a_missing_hub_file_is_named(tmp_path, monkeypatch):
 
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "config.json").write_text(json.dumps(gpt2_config()))
-    hub = _Hub({"gpt2": tmp_path / "files"})
+    hub = Hub({"gpt2": tmp_path / "files"})
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
