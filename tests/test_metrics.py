@@ -156,5 +156,86 @@ def test_metric_errors_name_the_problem():
         TopKAccuracy(0)
     with pytest.raises(ValueError, match="k=5 but the output has only 4 classes"):
         TopKAccuracy(5).update(y, t)
-    with pytest.raises(ValueError, match="outside the 3 classes"):
+    with pytest.raises(ValueError, match="the scores have 4 columns but the metric counts 3"):
         ConfusionMatrix(3).update(y, t)
+    with pytest.raises(ValueError, match="n_classes must be a positive int"):
+        ConfusionMatrix(0)
+
+
+LABELLED = [Accuracy, lambda: TopKAccuracy(2), ConfusionMatrix, Precision, Recall, F1]
+LABELLED_IDS = ["Accuracy", "TopKAccuracy", "ConfusionMatrix", "Precision", "Recall", "F1"]
+
+
+@pytest.mark.parametrize("make", LABELLED, ids=LABELLED_IDS)
+@pytest.mark.parametrize(
+    ("labels", "error", "words"),
+    [
+        (lambda t: t[:-1], ValueError, r"9 labels of shape \(9,\) for scores of shape \(10, 4\)"),
+        (lambda t: np.concatenate([t, t]), ValueError, "20 labels"),
+        (lambda t: np.where(np.arange(10) == 3, 4, t), ValueError,
+         r"label 4 is out of range for 4 classes"),
+        (lambda t: np.where(np.arange(10) == 3, -1, t), ValueError, "label -1 is out of range"),
+        (lambda t: np.eye(4, dtype=np.int32)[t], ValueError, "look one-hot"),
+        (lambda t: t.astype(np.float32), TypeError, "integer labels are required"),
+        (lambda t: t > 1, TypeError, "integer labels are required"),
+        (lambda t: None, ValueError, "no labels"),
+    ],
+    ids=["fewer", "more", "too-high", "negative", "one-hot", "float", "bool", "none"],
+)
+def test_every_metric_refuses_bad_labels_and_keeps_its_sums(make, labels, error, words):
+    y, t = scores_and_labels()
+    m = make()
+    m.update(y[10:20], t[10:20])
+    before = {k: np.array(v) for k, v in m.state.items()}
+    with pytest.raises(error, match=words):
+        m.update(y[:10], labels(t[:10]))
+    assert m.state.keys() == before.keys()
+    assert all(np.array_equal(m.state[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("make", LABELLED, ids=LABELLED_IDS)
+def test_every_metric_accepts_column_labels_and_sequences(make):
+    y, t = scores_and_labels()
+    a, b, c = make(), make(), make()
+    a.update(y[:12], t[:12])
+    b.update(y[:12], t[:12, None])  # (N, 1) labels
+    c.update(y[:12].reshape(3, 4, C), t[:12].reshape(3, 4))  # (N, T, C) scores: class axis last
+    assert np.array_equal(a.compute(), b.compute()) and np.array_equal(a.compute(), c.compute())
+    with pytest.raises(ValueError, match=r"scores must have shape \(N, C\)"):
+        make().update(y[:, 0], t)
+
+
+def test_confusion_matrix_refuses_more_columns_than_classes():
+    y, t = scores_and_labels()
+    for m in (ConfusionMatrix(3), F1(3), Precision(3), Recall(3)):
+        with pytest.raises(ValueError, match="4 columns but the metric counts 3 classes"):
+            m.update(y, t % 3)
+    m = ConfusionMatrix()
+    m.update(y, t)
+    with pytest.raises(ValueError, match="5 columns but the metric counts 4"):
+        m.update(np.zeros((2, 5)), np.array([0, 1]))
+
+
+def test_mean_and_mean_loss_need_one_number_per_batch():
+    y, t = scores_and_labels()
+    per_sample = F.softmax_cross_entropy(y[:4], t[:4]).data * np.ones(4)
+    with pytest.raises(ValueError, match=r"the loss must be one number per batch.*\(4,\)"):
+        MeanLoss().update(per_sample, t[:4])
+    with pytest.raises(ValueError, match=r"fn\(y, t\) must be one number per batch"):
+        Mean(lambda y, t: y[:, 0]).update(y[:4], t[:4])
+    with pytest.raises(TypeError, match="fn must be a function"):
+        Mean(3)
+
+
+def test_load_state_dict_is_checked_before_anything_changes():
+    y, t = scores_and_labels()
+    m = ConfusionMatrix(4)
+    m.update(y, t)
+    before = m.compute().copy()
+    with pytest.raises(ValueError, match="a matrix of 3 classes for a metric of n_classes=4"):
+        m.load_state_dict({"matrix": np.zeros((3, 3), np.int64)})
+    with pytest.raises(ValueError, match="square"):
+        m.load_state_dict({"matrix": np.zeros((4, 3), np.int64)})
+    with pytest.raises(TypeError, match="expected a dict"):
+        Accuracy().load_state_dict([1, 2])
+    assert np.array_equal(m.compute(), before)
