@@ -96,9 +96,9 @@ class DataLoader:
     def state_dict(self) -> dict:
         """The order of this epoch, the position in it and the loader's own RNG state.
 
-        ``{'index': int64 array, 'iteration': int, 'rng': dict or None}``; ``'rng'`` is the
-        ``bit_generator.state`` of the loader's own Generator (None when it draws from
-        NumPy's global generator, whose state ``np.random.get_state()`` gives).
+        ``{'index': int64 array, 'iteration': int, 'batch_size': int, 'rng': dict or None}``;
+        ``'rng'`` is the ``bit_generator.state`` of the loader's own Generator (None when it
+        draws from NumPy's global generator, whose state ``np.random.get_state()`` gives).
 
         >>> loader = DataLoader(list(zip(range(10), range(10))), batch_size=4, rng=0)
         >>> first = next(iter(loader))
@@ -113,23 +113,42 @@ class DataLoader:
         return {
             "index": np.array(self.index, dtype=np.int64),
             "iteration": int(self.iteration),
+            "batch_size": self.batch_size,
             "rng": None if self.rng is None else self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state) -> None:
         """Restore ``state_dict()``: the next ``for`` loop continues from the saved batch.
 
+        A state saved in the middle of an epoch must come from a loader of the same batch
+        size (the position counts batches); at an epoch's start any batch size resumes.
+
         Raises:
             ValueError: an order of another length than the data set, a position outside
-                the epoch, or an RNG state for a loader without its own Generator (or the
-                reverse); nothing is changed then.
+                the epoch, a mid-epoch state of another batch size, or an RNG state for a
+                loader without its own Generator (or the reverse); nothing is changed then.
         """
+        if not hasattr(state, "keys"):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: expected a dict, got "
+                             f"{type(state).__name__}")
         missing = [k for k in ("index", "iteration", "rng") if k not in state]
         if missing:
             raise ValueError(f"{type(self).__name__}.load_state_dict: missing keys {missing}")
         index = np.asarray(state["index"])
-        iteration = int(state["iteration"])
+        iteration = state["iteration"]
+        if isinstance(iteration, bool) or not isinstance(iteration, (int, np.integer)):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: 'iteration' must be an "
+                             f"int, got {iteration!r}")
+        iteration = int(iteration)
         problems = []
+        saved_batch = state.get("batch_size")
+        if saved_batch is not None and int(saved_batch) != self.batch_size and iteration:
+            problems.append(
+                f"the state was saved in the middle of an epoch (batch {iteration}) with "
+                f"batch_size {int(saved_batch)}, and this loader has batch_size "
+                f"{self.batch_size}: resume with --batch-size {int(saved_batch)} (the same "
+                f"batch size), or from a checkpoint taken at an epoch's end"
+            )
         if index.shape != (self.data_size,) or index.dtype.kind not in "iu":
             problems.append(
                 f"the saved order has shape {index.shape} and dtype {index.dtype}, expected "

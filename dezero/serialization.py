@@ -39,15 +39,19 @@ __all__ = [
     "CheckpointError",
     "SafetensorsFile",
     "atomic_write",
+    "checkpoint_fingerprint",
+    "fingerprint_mismatch",
     "load_arrays",
     "load_checkpoint",
     "load_npz",
     "load_safetensors",
+    "model_fingerprint",
     "open_safetensors",
     "save_arrays",
     "save_checkpoint",
     "save_npz_atomic",
     "save_safetensors",
+    "weights_format",
 ]
 
 
@@ -563,16 +567,38 @@ def load_safetensors(path) -> dict[str, np.ndarray]:
 # =============================================================================
 # Format by extension
 # =============================================================================
-def _is_safetensors(path) -> bool:
-    return os.fspath(path).lower().endswith(".safetensors")
+_EXTENSIONS = {".npz": "npz", ".safetensors": "safetensors"}
+
+
+def weights_format(path, who: str = "save_weights") -> str:
+    """``'npz'`` or ``'safetensors'``, from the extension of ``path`` (case-insensitive).
+
+    A name without any extension is an ``.npz`` archive (the name is kept as given).
+
+    Raises:
+        ValueError: any other extension, naming the two accepted ones: a file named
+            ``m.pt`` would otherwise hold something no PyTorch reader expects.
+    """
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    if not ext:
+        return "npz"
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None:
+        raise ValueError(
+            f"{who}: {name!r} has the extension {ext!r}; weights are written as .npz (NumPy) "
+            f"or .safetensors files: name the file *.npz or *.safetensors"
+        )
+    return fmt
 
 
 def save_arrays(path, arrays: Mapping[str, Any]) -> None:
-    """Write ``arrays`` atomically as ``.safetensors`` if ``path`` ends so, else as ``.npz``.
+    """Write ``arrays`` atomically as ``.safetensors`` or ``.npz``, by ``path``'s extension.
 
-    The file name is used as given (no extension is appended).
+    The file name is used as given (no extension: ``.npz``). Any other extension raises
+    ValueError (see ``weights_format``).
     """
-    if _is_safetensors(path):
+    if weights_format(path, "save_weights") == "safetensors":
         save_safetensors(path, arrays)
     else:
         save_npz_atomic(path, arrays)
@@ -580,7 +606,9 @@ def save_arrays(path, arrays: Mapping[str, Any]) -> None:
 
 def load_arrays(path) -> dict[str, np.ndarray]:
     """Read a file written by ``save_arrays`` (the format chosen by the extension, as there)."""
-    return load_safetensors(path) if _is_safetensors(path) else load_npz(path)
+    if weights_format(path, "load_weights") == "safetensors":
+        return load_safetensors(path)
+    return load_npz(path)
 
 
 # =============================================================================
@@ -624,6 +652,81 @@ def _decode(obj, arrays: Mapping[str, np.ndarray]) -> Any:
 
 
 _FORMAT = "dezero-checkpoint-1"
+_FINGERPRINT = "fingerprint.json"
+
+
+def model_fingerprint(model: Layer) -> list[tuple[str, tuple[int, ...] | None]]:
+    """The model's parameters as ``[(path, shape), ...]`` in order (shape None while lazy).
+
+    What ``save_checkpoint`` stores beside the weights, so that a folder of checkpoints can
+    be searched for the ones that fit a model without loading them
+    (``checkpoint_fingerprint``, ``fingerprint_mismatch``).
+    """
+    return [(name, None if p.data is None else tuple(int(n) for n in p.data.shape))
+            for name, p in model.named_params()]
+
+
+def checkpoint_fingerprint(path) -> list[tuple[str, tuple[int, ...] | None]]:
+    """The fingerprint stored in the checkpoint ``path`` (only that entry is read).
+
+    For checkpoints written before fingerprints were stored, it is derived from the names
+    and shapes of the arrays under ``model/`` (parameters and buffers alike).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: when ``path`` is not a readable dezero checkpoint.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            with zipfile.ZipFile(f) as zf:
+                names = zf.namelist()
+                if _FINGERPRINT + ".npy" in names:
+                    with zf.open(_FINGERPRINT + ".npy") as member:
+                        raw = np.lib.format.read_array(member, allow_pickle=False)
+                    return [(str(n), None if s is None else tuple(s))
+                            for n, s in json.loads(raw.tobytes().decode("utf-8"))]
+                if "format.npy" not in names:
+                    raise ValueError("no 'format' entry")
+                out = []
+                for name in names:
+                    if name.startswith("model/") and name.endswith(".npy"):
+                        with zf.open(name) as member:
+                            version = np.lib.format.read_magic(member)
+                            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                    else np.lib.format.read_array_header_2_0)
+                            shape, _, _ = read(member)
+                        out.append((name[6:-4], tuple(shape)))
+                return out
+        except Exception as e:
+            raise CheckpointError(
+                f"cannot read the fingerprint of {path!r}: not a dezero checkpoint, or a "
+                f"damaged one ({type(e).__name__}: {e})"
+            ) from e
+
+
+def fingerprint_mismatch(fingerprint, model: Layer) -> str | None:
+    """None when a checkpoint of ``fingerprint`` fits ``model``, else its first mismatch.
+
+    Fits: the same parameter names in the same order, and the same shape wherever the
+    model's parameter already exists (a lazy layer's parameter has no shape yet). Names the
+    checkpoint has beyond the parameters (buffers, in fingerprints derived from older
+    checkpoints) are left out when they are the model's buffers.
+    """
+    mine = model_fingerprint(model)
+    buffers = {name for name, _ in model.named_buffers()}
+    theirs = [(n, s) for n, s in fingerprint if n not in buffers]
+    for i, ((name, shape), (other, other_shape)) in enumerate(zip(mine, theirs)):
+        if name != other:
+            return (f"parameter {i} is {other!r} in the checkpoint but {name!r} in the model "
+                    f"({type(model).__name__})")
+        if shape is not None and other_shape is not None and shape != tuple(other_shape):
+            return (f"parameter {name!r} has shape {tuple(other_shape)} in the checkpoint but "
+                    f"{shape} in the model")
+    if len(mine) != len(theirs):
+        return (f"the checkpoint holds {len(theirs)} parameters, the model "
+                f"({type(model).__name__}) {len(mine)}")
+    return None
 
 
 def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **extra) -> None:
@@ -631,9 +734,12 @@ def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **ex
 
     ``extra`` holds numbers, strings, arrays, and lists/tuples/dicts of those, e.g.
     ``epoch=3, rng=np.random.get_state(), schedule=scheduler.state_dict()``. Nothing is
-    pickled; the model is not moved between devices.
+    pickled; the model is not moved between devices. The file also holds the model's
+    fingerprint (``model_fingerprint``).
     """
     arrays: dict[str, Any] = {"format": np.array(_FORMAT)}
+    fingerprint = json.dumps(model_fingerprint(model)).encode("utf-8")
+    arrays[_FINGERPRINT] = np.frombuffer(fingerprint, dtype=np.uint8)
     for k, v in model.state_dict().items():
         arrays["model/" + k] = v
     if optimizer is not None:
@@ -645,11 +751,13 @@ def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **ex
 
 
 def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
-                    strict: bool = True) -> dict[str, Any]:
+                    strict: bool = True, check=None) -> dict[str, Any]:
     """Restore a ``save_checkpoint`` file into ``model`` (and ``optimizer``); return extras.
 
-    Model and optimizer are both checked before either is changed. The optimizer must have
-    been ``setup()`` on ``model``.
+    All or nothing: model and optimizer are both checked before either is changed, and so
+    are the extras by ``check(extras)`` when given (a function that raises to refuse them;
+    the Trainer checks its own state there). The optimizer must have been ``setup()`` on
+    ``model``.
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
@@ -676,6 +784,8 @@ def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
         raise CheckpointError(f"{where}: {e}") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{where}: damaged extras ({type(e).__name__}: {e})") from None
+    if check is not None:
+        check(extra)
     model._apply_load(model_plan)
     if opt_plan is not None:
         optimizer._apply_load(opt_plan)

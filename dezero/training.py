@@ -43,13 +43,18 @@ callbacks marked ``root_only`` (the writers) happen on rank 0 only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
 import math
 import os
+import re
+import signal
 import sys
+import threading
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -57,7 +62,14 @@ import numpy as np
 from dezero import cuda
 from dezero.core import no_grad, test_mode
 from dezero.metrics import Mean, MeanLoss, Metric
-from dezero.serialization import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from dezero.serialization import (
+    CheckpointError,
+    atomic_write,
+    checkpoint_fingerprint,
+    fingerprint_mismatch,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
     "CSVLogger",
@@ -76,6 +88,20 @@ def _is_scalar(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, bool
     )
+
+
+def _count(n: int, word: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _int_arg(who: str, name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{who}: {name} must be an int, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{who}: {name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _as_metric(m) -> Metric:
@@ -129,6 +155,8 @@ class Callback:
 
 
 def _mode(monitor: str, mode: str) -> str:
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor must be the name of a logged value (a str), got {monitor!r}")
     if mode == "auto":
         maximise = ("acc", "f1", "precision", "recall", "auc")
         return "max" if any(k in monitor for k in maximise) else "min"
@@ -177,8 +205,10 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5,
                  min_delta: float = 0.0):
-        if patience < 0:
-            raise ValueError(f"patience must be >= 0, got {patience}")
+        patience = _int_arg("EarlyStopping", "patience", patience, 0)
+        if not isinstance(min_delta, (int, float, np.integer, np.floating)) or not math.isfinite(
+                min_delta):
+            raise ValueError(f"EarlyStopping: min_delta must be a finite number, got {min_delta!r}")
         self._best = _Monitor(monitor, mode, min_delta)
         self.monitor, self.mode, self.patience = monitor, self._best.mode, patience
         self.wait = 0
@@ -198,9 +228,11 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = logs["epoch"]
             trainer.stop_training = True
+            best = ("no finite value yet" if self._best.best is None
+                    else f"best {self._best.best:.6g} at epoch {self._best.best_epoch}")
             trainer.log(
-                f"early stopping: {self.monitor} has not improved for {self.wait} epochs "
-                f"(best {self._best.best:.6g} at epoch {self._best.best_epoch})"
+                f"early stopping: {self.monitor} has not improved for "
+                f"{_count(self.wait, 'epoch')} ({best})"
             )
 
     def state_dict(self):
@@ -208,8 +240,11 @@ class EarlyStopping(Callback):
                 "wait": self.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state):
-        self._best.best, self._best.best_epoch = state["best"], state["best_epoch"]
-        self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
+        _check_keys("EarlyStopping", state, ("best", "best_epoch", "wait", "stopped_epoch"))
+        best, best_epoch = _optional_number(state, "best"), _optional_number(state, "best_epoch")
+        wait, stopped = int(state["wait"]), _optional_number(state, "stopped_epoch")
+        self._best.best, self._best.best_epoch = best, best_epoch
+        self.wait, self.stopped_epoch = wait, stopped
 
 
 class ModelCheckpoint(Callback):
@@ -220,20 +255,26 @@ class ModelCheckpoint(Callback):
     the checkpoint of the epoch with the best ``monitor`` value. Each file is a full
     ``Trainer.save_checkpoint`` (``trainer.fit(epochs, resume=path)`` continues from it),
     written atomically: a crash never leaves a half-written file under a checkpoint's name.
-    ``ModelCheckpoint.latest(directory)`` is the newest one (or None).
+    A write that fails (a full disk) leaves the files and this callback's bookkeeping as
+    they were: a file is recorded (and an older one deleted) only once it is written.
+
+    ``ModelCheckpoint.latest(directory, model=None)`` is the newest checkpoint there (or
+    None); given the model, the newest that fits it (each checkpoint carries the model's
+    fingerprint: its parameter names and shapes). ``checkpoint_name(epoch, iteration)`` is
+    the name of a checkpoint taken in the middle of an epoch (after a Ctrl-C), which
+    ``latest`` orders between the epochs.
     """
 
     order = 100
     root_only = True
     pattern = "epoch-{epoch:04d}.ckpt"
     best_name = "best.ckpt"
+    _NAME = re.compile(r"epoch-(\d+)(?:-iter-(\d+))?\.ckpt$")
 
     def __init__(self, directory, keep_last: int = 3, monitor: str | None = "val_loss",
                  mode: str = "auto", every: int = 1):
-        if keep_last < 0:
-            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+        keep_last = _int_arg("ModelCheckpoint", "keep_last", keep_last, 0)
+        every = _int_arg("ModelCheckpoint", "every", every, 1)
         self.directory = os.fspath(directory)
         self.keep_last, self.every = keep_last, every
         self.monitor = monitor
@@ -246,52 +287,117 @@ class ModelCheckpoint(Callback):
             return None
         return os.path.join(self.directory, self.best_name)
 
-    @staticmethod
-    def latest(directory) -> str | None:
-        """The newest ``epoch-*.ckpt`` in ``directory``, or None when there is none."""
+    @classmethod
+    def checkpoint_name(cls, epoch: int, iteration: int | None = None) -> str:
+        """``epoch-0003.ckpt`` after epoch 3; ``epoch-0003-iter-001234.ckpt`` for a checkpoint
+        taken after 3 epochs and 1234 updates in all (in the middle of epoch 4)."""
+        name = cls.pattern.format(epoch=epoch)
+        if iteration is None:
+            return name
+        return name[: -len(".ckpt")] + f"-iter-{iteration:06d}.ckpt"
+
+    @classmethod
+    def latest(cls, directory, model=None) -> str | None:
+        """The newest checkpoint in ``directory`` (highest epoch), or None when there is none.
+
+        ``epoch-NNNN.ckpt`` files and mid-epoch ones (``checkpoint_name``) are considered,
+        ordered by epoch, then by update count. With ``model``, the newest whose fingerprint
+        fits the model: the parameter names in order, and the shapes where the model's
+        parameter already exists (a lazy layer has none yet). Each file skipped (another
+        model's checkpoint, or an unreadable one) gives one UserWarning naming the file and
+        the first mismatch.
+        """
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
             return None
-        names = sorted(n for n in os.listdir(directory)
-                       if n.startswith("epoch-") and n.endswith(".ckpt"))
-        return os.path.join(directory, names[-1]) if names else None
+        found = []
+        for name in os.listdir(directory):
+            m = cls._NAME.match(name)
+            if m:
+                sub = -1 if m.group(2) is None else int(m.group(2))
+                found.append(((int(m.group(1)), sub), name))
+        for _, name in sorted(found, reverse=True):
+            path = os.path.join(directory, name)
+            if model is None:
+                return path
+            try:
+                problem = fingerprint_mismatch(checkpoint_fingerprint(path), model)
+            except (CheckpointError, OSError) as e:
+                problem = f"it cannot be read ({e})"
+            if problem is None:
+                return path
+            warnings.warn(f"ModelCheckpoint.latest: skipping {path!r}: {problem}",
+                          UserWarning, stacklevel=2)
+        return None
 
     def on_epoch_end(self, trainer, logs):
         epoch = logs["epoch"]
-        save_best = False
+        new_best = None
         if self._best is not None:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             if self._best.improved(value):
-                self._best.best, self._best.best_epoch = value, epoch
-                save_best = True
+                new_best = (value, epoch)
         save_epoch = self.keep_last > 0 and epoch % self.every == 0
-        if not (save_best or save_epoch):
+        if not (new_best or save_epoch):
             return
         os.makedirs(self.directory, exist_ok=True)
-        drop = []
-        if save_epoch:
-            name = self.pattern.format(epoch=epoch)
-            if name in self.saved:
-                self.saved.remove(name)
-            self.saved.append(name)
-            drop, self.saved = self.saved[: -self.keep_last], self.saved[-self.keep_last :]
-            # the state is updated first, so that the checkpoint holds it
-            trainer.save_checkpoint(os.path.join(self.directory, name))
-        if save_best:
-            trainer.save_checkpoint(os.path.join(self.directory, self.best_name))
-        for old in drop:
-            path = os.path.join(self.directory, old)
-            if os.path.exists(path):
-                os.remove(path)
+        old_saved = list(self.saved)
+        old_best = None if self._best is None else (self._best.best, self._best.best_epoch)
+        drop: list[str] = []
+        # the bookkeeping is updated first, so that the checkpoint holds it, and put back
+        # when the write fails
+        if new_best is not None:
+            self._best.best, self._best.best_epoch = new_best
+        try:
+            if save_epoch:
+                name = self.pattern.format(epoch=epoch)
+                saved = [n for n in self.saved if n != name] + [name]
+                drop, self.saved = saved[: -self.keep_last], saved[-self.keep_last :]
+                trainer.save_checkpoint(os.path.join(self.directory, name))
+        except BaseException:
+            self.saved = old_saved
+            if old_best is not None:
+                self._best.best, self._best.best_epoch = old_best
+            raise
+        for old in drop:  # only once the new one is on disk
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.directory, old))
+        if new_best is not None:
+            try:
+                trainer.save_checkpoint(os.path.join(self.directory, self.best_name))
+            except BaseException:
+                self._best.best, self._best.best_epoch = old_best
+                raise
 
     def state_dict(self):
         best = (None, None) if self._best is None else (self._best.best, self._best.best_epoch)
         return {"saved": list(self.saved), "best": best[0], "best_epoch": best[1]}
 
     def load_state_dict(self, state):
-        self.saved = list(state["saved"])
+        _check_keys("ModelCheckpoint", state, ("saved", "best", "best_epoch"))
+        saved = state["saved"]
+        if not isinstance(saved, (list, tuple)) or not all(isinstance(n, str) for n in saved):
+            raise ValueError(f"ModelCheckpoint.load_state_dict: 'saved' must be a list of file "
+                             f"names, got {saved!r}")
+        best, best_epoch = _optional_number(state, "best"), _optional_number(state, "best_epoch")
+        self.saved = list(saved)
         if self._best is not None:
-            self._best.best, self._best.best_epoch = state["best"], state["best_epoch"]
+            self._best.best, self._best.best_epoch = best, best_epoch
+
+
+def _check_keys(who: str, state, keys) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"{who}.load_state_dict: expected a dict, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"{who}.load_state_dict: missing keys {missing}")
+
+
+def _optional_number(state, key):
+    value = state[key]
+    if value is not None and not _is_scalar(value):
+        raise ValueError(f"{key!r} must be a number or None, got {value!r}")
+    return value
 
 
 def _write_atomic(path, text: str) -> None:
@@ -431,6 +537,18 @@ class CurvePlot(Callback):
 # =============================================================================
 # The Trainer
 # =============================================================================
+def _check_loss(loss) -> None:
+    # a shape check (free): backward() of a per-sample loss would seed ones and train on
+    # the sum, and the epoch would end in an unrelated broadcast error
+    shape = getattr(loss, "shape", None)
+    if shape is None or math.prod(shape) != 1:
+        raise ValueError(
+            f"Trainer: loss_fn must return the batch's mean loss (one number), got "
+            f"{'a ' + type(loss).__name__ if shape is None else 'shape ' + str(tuple(shape))}; "
+            f"reduce a per-sample loss with F.mean (or F.sum(loss) / len(t))"
+        )
+
+
 def _make_train_step(model, optimizer, loss_fn, jit: bool):
     """The training step as a function of the batch: (output, loss). A closure over the
     model and optimizer, so that ``dezero.jit`` keys its tape on the model's layer modes."""
@@ -438,6 +556,7 @@ def _make_train_step(model, optimizer, loss_fn, jit: bool):
     def train_step(x, t):
         y = model(x)
         loss = loss_fn(y, t)
+        _check_loss(loss)
         model.cleargrads()
         loss.backward()
         optimizer.update()
@@ -450,6 +569,42 @@ def _make_train_step(model, optimizer, loss_fn, jit: bool):
     return train_step
 
 
+class _Interrupts:
+    """Ctrl-C during ``fit``: the first one is noted and raised at the next safe point
+    (between two batches, or after an epoch's end), so that the Trainer's state is
+    consistent and resumable; a second one stops at once (the default handler is back).
+
+    Only in the main thread, and only where Python's default handler is installed.
+    """
+
+    def __init__(self):
+        self.pending = False
+        self._previous = None
+
+    def __enter__(self):
+        self.pending = False
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.pending = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            if signal.getsignal(signal.SIGINT) == self._note:
+                signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
+
+
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``loss_fn(model(x), t)`` over ``train_loader``.
 
@@ -460,7 +615,8 @@ class Trainer:
         Already ``setup(model)``.
     loss_fn : callable
         ``loss_fn(y, t)`` -> a scalar Variable, the batch's mean loss
-        (``F.softmax_cross_entropy``, ``F.mean_squared_error``).
+        (``F.softmax_cross_entropy``, ``F.mean_squared_error``). A loss of another shape
+        (per-sample losses) is refused at the first batch.
     train_loader, val_loader : DataLoader
         Batches ``(x, t)``. After each epoch the model is evaluated on ``val_loader`` (when
         given) and its results go into the history as ``val_<name>``.
@@ -470,7 +626,10 @@ class Trainer:
     callbacks : list of Callback, optional
     scheduler : LRScheduler, optional
         Stepped after every update (``schedule_per='iteration'``) or at the end of every
-        epoch (``'epoch'``).
+        epoch (``'epoch'``). A resume restores its step count; build it for the run's total
+        length (``CosineAnnealingLR(opt, T_max=epochs * len(train_loader))``): resuming with
+        more epochs then continues the schedule as if the run had been started with the new
+        total.
     comm : communicator, optional
         For distributed runs (see the module's docs): rank 0 prints and writes files, and
         the metrics are summed over the processes.
@@ -489,6 +648,14 @@ class Trainer:
     (one dict per epoch: epoch, iteration, loss and the metrics, val_* values, lr, time in
     seconds), ``stop_training`` (set it to stop after the current batch, as EarlyStopping
     does at an epoch's end).
+
+    Interruptions: a Ctrl-C during ``fit`` stops it between two batches (a second Ctrl-C
+    stops at once), and an exception raised inside a training step (in the forward pass,
+    the loss, backward, the optimizer's hooks) puts the loader's position, NumPy's global
+    RNG and the optimizer's step count back to before that batch. Either way the Trainer is
+    left in a state that ``save_checkpoint`` and ``fit(epochs, resume=path)`` continue
+    exactly as an uninterrupted run would (the batch is not skipped), and ``fit`` prints one
+    line saying so before it re-raises.
     """
 
     def __init__(self, model, optimizer, loss_fn: Callable, train_loader, val_loader=None,
@@ -497,13 +664,35 @@ class Trainer:
                  verbose: bool = True, jit: bool = False):
         if schedule_per not in ("iteration", "epoch"):
             raise ValueError(f"schedule_per must be 'iteration' or 'epoch', got {schedule_per!r}")
+        if not (callable(model) and hasattr(model, "params")):
+            raise TypeError(f"Trainer: model must be a dezero Layer/Model, got {model!r}")
+        if not callable(getattr(optimizer, "update", None)):
+            raise TypeError(f"Trainer: optimizer must be a dezero Optimizer (with update()), "
+                            f"got {optimizer!r}")
+        if getattr(optimizer, "target", model) is None:
+            raise ValueError(f"Trainer: the optimizer has no target: call "
+                             f"optimizer.setup(model) first ({type(optimizer).__name__})")
+        if not callable(loss_fn):
+            raise TypeError(f"Trainer: loss_fn must be a function loss_fn(y, t), got {loss_fn!r}")
+        for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+            if loader is None and name == "val_loader":
+                continue
+            if not hasattr(loader, "__iter__"):
+                raise TypeError(f"Trainer: {name} must yield batches (x, t), got "
+                                f"{type(loader).__name__}")
+        if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+            raise TypeError(f"Trainer: scheduler must have step(), got {scheduler!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"Trainer: metrics must be a list, got {type(metrics).__name__}")
         self.metrics = [_as_metric(m) for m in (metrics or ())]
         names = ["loss"] + [m.name for m in self.metrics]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"two metrics share the name(s) {clashes}; pass name=... to one")
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"Trainer: callbacks must be a list, got {type(callbacks).__name__}")
         callbacks = list(callbacks or ())
         for cb in callbacks:
             if not isinstance(cb, Callback):
@@ -522,8 +711,10 @@ class Trainer:
         self.stop_training = False
         self._train_metrics = self._fresh_metrics()
         self._in_epoch = False  # a started epoch not finished yet (mid-epoch checkpoints)
+        self._trained = False  # that epoch's batches are all done (its evaluation is not)
         self._gpu_seed = None
         self._last_lr = None
+        self._interrupts = _Interrupts()
         if jit and comm is not None:
             raise ValueError("Trainer: jit=True cannot be combined with comm (distributed "
                              "gradient averaging runs on the host, outside a replayed step)")
@@ -541,58 +732,60 @@ class Trainer:
 
         ``resume``: a checkpoint path (``save_checkpoint``, ``ModelCheckpoint``); training
         continues from it, so ``fit(10, resume=path_after_5)`` runs epochs 6-10. Calling
-        ``fit`` again on the same Trainer also continues the count.
+        ``fit`` again on the same Trainer also continues the count. Resuming with a larger
+        ``epochs`` than the first run had continues it (see ``scheduler`` for schedules).
+
+        A Ctrl-C stops between two batches and leaves a resumable state (see the class's
+        docs); ``fit`` prints one line on how to continue and re-raises KeyboardInterrupt.
         """
+        epochs = _int_arg("Trainer.fit", "epochs", epochs, 0)
         if resume is not None:
             self.load_checkpoint(resume)
         self.stop_training = False
-        self._call("on_train_begin")
-        while self.epoch < epochs and not self.stop_training:
-            self._run_epoch(epochs)
-        self._call("on_train_end")
+        try:
+            with self._interrupts:
+                self._call("on_train_begin")
+                while self.epoch < epochs and not self.stop_training:
+                    self._run_epoch(epochs)
+                    self._interrupts.check()
+                self._call("on_train_end")
+        except KeyboardInterrupt:
+            self._say_interrupted(epochs)
+            raise
         return self.history
+
+    def _say_interrupted(self, epochs: int) -> None:
+        where = (f"after {_count(self.epoch, 'epoch')} and batch "
+                 f"{getattr(self.train_loader, 'iteration', '?')} of epoch {self.epoch + 1}"
+                 if self._in_epoch else f"after {_count(self.epoch, 'epoch')}")
+        self.log(f"interrupted {where} ({self.iteration} updates); the state is consistent: "
+                 f"trainer.save_checkpoint(path), then trainer.fit({epochs}, resume=path) "
+                 f"continues exactly where it stopped")
+
+    def _rewind(self, loader, position, rng_state, t) -> None:
+        """After an exception in a step: the batch has not happened (it is run again)."""
+        if position is not None:
+            loader.iteration = position
+        if rng_state is not None:
+            np.random.set_state(rng_state)  # noqa: NPY002
+        if t is not None:
+            self.optimizer.t = t
 
     def _run_epoch(self, epochs: int) -> None:
         start = time.perf_counter()
-        loader = self.train_loader
-        continuing = self._in_epoch
-        if not continuing:
-            self._in_epoch = True
+        if not self._in_epoch:
+            self._in_epoch, self._trained = True, False
             for m in self._train_metrics:
                 m.reset()
             self._reseed_gpu()
             self._call("on_epoch_begin")
-        # next() on a DataLoader continues a half-done epoch (iter() would start a new one)
-        batches = loader if continuing and hasattr(loader, "__next__") else iter(loader)
-        done = getattr(loader, "iteration", 0) if batches is loader else 0
-        bar = self._progress_bar(epochs, done)
-        loss_metric, others = self._train_metrics[0], self._train_metrics[1:]
-        lr_attr = getattr(self.optimizer, "lr_attr", "lr")
-        while True:
-            try:
-                x, t = next(batches)
-            except StopIteration:
-                break
-            if lr_attr:  # the rate this update uses
-                self._last_lr = getattr(self.optimizer, lr_attr, None)
-            y, loss = self._train_step(x, t)
-            self.iteration += 1
-            if self.scheduler is not None and self.schedule_per == "iteration":
-                self.scheduler.step()
-            loss_metric.update(loss, t)
-            for m in others:
-                m.update(y.data, t)
-            if bar is not None:
-                bar.update(1)
-                if self.iteration % 20 == 0:
-                    bar.set_postfix(loss=f"{float(loss.data):.4f}", refresh=False)
-            self._call("on_batch_end", loss)
-            if self.stop_training:
-                if bar is not None:
-                    bar.close()
-                return  # in mid-epoch: a later fit() (or a resume) finishes this epoch
-        if bar is not None:
-            bar.close()
+            continuing = False
+        else:
+            continuing = True
+        if not self._trained:
+            if not self._train_batches(epochs, continuing):
+                return  # stopped in mid-epoch: a later fit() (or a resume) finishes it
+            self._trained = True
         logs: dict[str, Any] = {"epoch": self.epoch + 1, "iteration": self.iteration}
         logs.update(self._results(self._train_metrics))
         if self.val_loader is not None:
@@ -601,12 +794,59 @@ class Trainer:
             logs["lr"] = float(self._last_lr)  # the rate of the epoch's last update
         logs["time"] = time.perf_counter() - start
         self.epoch += 1
-        self._in_epoch = False
+        self._in_epoch = self._trained = False
         self.history.append(logs)
         if self.scheduler is not None and self.schedule_per == "epoch":
             self.scheduler.step()
         self.log(self._epoch_line(logs, epochs))
         self._call("on_epoch_end", logs)
+
+    def _train_batches(self, epochs: int, continuing: bool) -> bool:
+        """Run the epoch's (remaining) batches; False when stopped before its end."""
+        loader = self.train_loader
+        # next() on a DataLoader continues a half-done epoch (iter() would start a new one)
+        batches = loader if continuing and hasattr(loader, "__next__") else iter(loader)
+        own = batches is loader and isinstance(getattr(loader, "iteration", None), int)
+        done = loader.iteration if own else 0
+        bar = self._progress_bar(epochs, done)
+        loss_metric, others = self._train_metrics[0], self._train_metrics[1:]
+        lr_attr = getattr(self.optimizer, "lr_attr", "lr")
+        has_t = isinstance(getattr(self.optimizer, "t", None), int)
+        try:
+            while True:
+                # what a failed step puts back (cheap: an int, the RNG's state, an int)
+                position = loader.iteration if own else None
+                rng_state = np.random.get_state()  # noqa: NPY002
+                t_before = self.optimizer.t if has_t else None
+                try:
+                    try:
+                        x, t = next(batches)
+                    except StopIteration:
+                        break
+                    if lr_attr:  # the rate this update uses
+                        self._last_lr = getattr(self.optimizer, lr_attr, None)
+                    y, loss = self._train_step(x, t)
+                except BaseException:
+                    self._rewind(loader, position, rng_state, t_before)
+                    raise
+                self.iteration += 1
+                if self.scheduler is not None and self.schedule_per == "iteration":
+                    self.scheduler.step()
+                loss_metric.update(loss, t)
+                for m in others:
+                    m.update(y.data, t)
+                if bar is not None:
+                    bar.update(1)
+                    if self.iteration % 20 == 0:
+                        bar.set_postfix(loss=f"{float(loss.data):.4f}", refresh=False)
+                self._call("on_batch_end", loss)
+                if self.stop_training:
+                    return False
+                self._interrupts.check()
+        finally:
+            if bar is not None:
+                bar.close()
+        return True
 
     def evaluate(self, loader) -> dict[str, Any]:
         """The loss and the metrics over ``loader``, under ``no_grad()`` and ``test_mode()``.
@@ -615,8 +855,14 @@ class Trainer:
         mode, and leaves those modes as they are (training, in turn, respects them: a layer
         put in ``eval()``, such as a frozen BatchNorm, stays in test mode while training).
         Returns ``{'loss': ..., <metric name>: ...}``; in a distributed run the sums are
-        taken over every process's batches.
+        taken over every process's batches. A loader left in the middle of an epoch starts
+        over: the evaluation always covers all of it.
         """
+        if not hasattr(loader, "__iter__"):
+            raise TypeError(f"Trainer.evaluate: loader must yield batches (x, t), got "
+                            f"{type(loader).__name__}")
+        if getattr(loader, "iteration", 0) and callable(getattr(loader, "reset", None)):
+            loader.reset()
         metrics = self._fresh_metrics()
         with no_grad(), test_mode():
             for x, t in loader:
@@ -685,6 +931,7 @@ class Trainer:
             "epoch": self.epoch,
             "iteration": self.iteration,
             "in_epoch": self._in_epoch,
+            "trained": self._trained,
             "last_lr": self._last_lr,
             "history": self.history,
             "train_metrics": [m.state_dict() for m in self._train_metrics],
@@ -701,10 +948,11 @@ class Trainer:
     def save_checkpoint(self, path) -> None:
         """Write a checkpoint to exactly ``path`` (atomically; any extension).
 
-        It holds the model, the optimizer, the scheduler, the loaders' order and position,
-        NumPy's global RNG, the epoch and iteration, the history, the running sums of an
-        epoch in progress and the callbacks' state: ``fit(epochs, resume=path)`` continues
-        bit for bit. Only rank 0 writes in a distributed run.
+        It holds the model (and its fingerprint: parameter names and shapes), the optimizer,
+        the scheduler, the loaders' order and position, NumPy's global RNG, the epoch and
+        iteration, the history, the running sums of an epoch in progress and the callbacks'
+        state: ``fit(epochs, resume=path)`` continues bit for bit. Only rank 0 writes in a
+        distributed run.
         """
         if not self.is_root:
             return
@@ -713,59 +961,108 @@ class Trainer:
     def load_checkpoint(self, path) -> None:
         """Restore ``save_checkpoint(path)`` into this Trainer (its model may still be lazy).
 
-        The model and the optimizer are checked before either changes; the Trainer's own
-        state (callbacks, scheduler, loaders) is checked before any of it changes, after the
-        model and optimizer were loaded. NumPy's global RNG is restored last, after
-        whatever random draws building the model made.
+        All or nothing: the model, the optimizer and the Trainer's own state (its format,
+        callbacks, scheduler, metrics, loaders, RNG state) are all checked before anything
+        changes, so a refused checkpoint (another model's, a loader over another data set, a
+        mid-epoch checkpoint resumed with another batch size) leaves this Trainer, its model
+        and its optimizer as they were. NumPy's global RNG is restored last, after whatever
+        random draws building the model made.
 
         Raises:
             FileNotFoundError, CheckpointError (a ValueError) naming the path and the problem.
         """
         where = repr(os.fspath(path))
-        extra = load_checkpoint(path, self.model, self.optimizer)
-        state = extra.get("trainer")
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise CheckpointError(
-                f"{where} is a model checkpoint without a Trainer's state "
-                f"(written by dezero.serialization.save_checkpoint, not Trainer.save_checkpoint)"
-            )
-        self._load_state(state, where)
+        applied: list = []
 
-    def _load_state(self, state, where) -> None:
+        def check(extra):  # runs before the model or the optimizer is changed
+            state = extra.get("trainer")
+            if not isinstance(state, dict) or state.get("format") != _FORMAT:
+                raise CheckpointError(
+                    f"{where} is a model checkpoint without a Trainer's state (written by "
+                    f"dezero.serialization.save_checkpoint, not Trainer.save_checkpoint)"
+                )
+            applied.append(self._load_state(state, where))
+
+        load_checkpoint(path, self.model, self.optimizer, check=check)
+        finish = applied[0]
+        finish()
+
+    def _load_state(self, state, where) -> Callable[[], None]:
+        """Check ``state`` and load what can be put back (loaders, scheduler, callbacks);
+        return what finishes the load once the model and optimizer are in. Raises
+        CheckpointError with everything as it was."""
         problems = []
+        try:
+            epoch, iteration = int(state["epoch"]), int(state["iteration"])
+            in_epoch, trained = bool(state["in_epoch"]), bool(state.get("trained", False))
+            last_lr = state["last_lr"]
+            history = [dict(h) for h in state["history"]]
+            rng = state["rng"]
+            np.random.RandomState().set_state(rng["numpy"])
+            gpu_seed = rng["gpu_seed"]
+            names = [c["class"] for c in state["callbacks"]]
+            train_metrics = state["train_metrics"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: cannot resume: the Trainer's state is damaged "
+                                  f"({type(e).__name__}: {e})") from None
+        if epoch < 0 or iteration < 0:
+            problems.append(f"negative counts (epoch {epoch}, iteration {iteration})")
         if (self.scheduler is None) != ("scheduler" not in state):
             problems.append("the checkpoint was written "
                             + ("with" if "scheduler" in state else "without")
                             + " a scheduler, and this Trainer has "
                             + ("none" if self.scheduler is None else "one"))
-        names = [c["class"] for c in state["callbacks"]]
         mine = [type(cb).__name__ for cb in self.callbacks]
         if names != mine:
             problems.append(f"the checkpoint has the callbacks {names}, this Trainer {mine}")
-        if len(state["train_metrics"]) != len(self._train_metrics):
+        if not isinstance(train_metrics, list) or len(train_metrics) != len(self._train_metrics):
             problems.append("the checkpoint has another number of metrics")
         for name, _ in self._loaders():
             if name not in state:
                 problems.append(f"the checkpoint holds no state for the {name}")
+        metrics = []
+        if not problems:
+            for m, s in zip(self._train_metrics, train_metrics):
+                twin = copy.deepcopy(m)
+                try:
+                    twin.load_state_dict(s)
+                except (KeyError, TypeError, ValueError) as e:
+                    problems.append(f"metric {m.name!r}: {e}")
+                metrics.append(twin)
         if problems:
             raise CheckpointError(f"{where}: cannot resume: " + "; ".join(problems))
-        try:
-            for name, loader in self._loaders():
-                loader.load_state_dict(state[name])
-        except ValueError as e:
-            raise CheckpointError(f"{where}: {e}") from None
+        # loaders, scheduler and callbacks: loaded now, put back if one refuses its state
+        parts = [(name, loader, state[name]) for name, loader in self._loaders()]
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        for m, s in zip(self._train_metrics, state["train_metrics"]):
-            m.load_state_dict(s)
-        for cb, s in zip(self.callbacks, state["callbacks"]):
-            cb.load_state_dict(s["state"])
-        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        self._in_epoch = bool(state["in_epoch"])
-        self._last_lr = state["last_lr"]
-        self.history = [dict(h) for h in state["history"]]
-        self._gpu_seed = state["rng"]["gpu_seed"]
-        np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002  (last: after init draws)
+            parts.append(("scheduler", self.scheduler, state["scheduler"]))
+        parts += [(f"callback {type(cb).__name__}", cb, s["state"])
+                  for cb, s in zip(self.callbacks, state["callbacks"])]
+        done = []
+        try:
+            for name, part, s in parts:
+                before = part.state_dict()
+                try:
+                    part.load_state_dict(s)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise CheckpointError(f"{where}: cannot resume: {name}: {e}") from None
+                done.append((part, before))
+        except BaseException:
+            for part, before in reversed(done):
+                part.load_state_dict(before)
+            raise
+
+        def finish():
+            if self.scheduler is not None:  # again: the optimizer's rate came from the file
+                self.scheduler.load_state_dict(state["scheduler"])
+            self._train_metrics = metrics
+            self.epoch, self.iteration = epoch, iteration
+            self._in_epoch, self._trained = in_epoch, trained and in_epoch
+            self._last_lr = last_lr
+            self.history = history
+            self._gpu_seed = gpu_seed
+            np.random.set_state(rng["numpy"])  # noqa: NPY002  (last: after init draws)
+
+        return finish
 
     def _reseed_gpu(self) -> None:
         """On the GPU, reseed CuPy's generator at each epoch's start, from a saved base.

@@ -88,13 +88,23 @@ def test_format_follows_the_extension(tmp_path):
     net = _net()
     net.save_weights(tmp_path / "a.SafeTensors")
     net.save_weights(tmp_path / "b.npz")
-    net.save_weights(tmp_path / "c")
     assert not zipfile.is_zipfile(tmp_path / "a.SafeTensors")
-    assert zipfile.is_zipfile(tmp_path / "b.npz") and zipfile.is_zipfile(tmp_path / "c")
+    assert zipfile.is_zipfile(tmp_path / "b.npz")
     # an npz named .safetensors is not read as npz: the extension decides, as for writing
     os.replace(tmp_path / "b.npz", tmp_path / "b.safetensors")
     with pytest.raises(CheckpointError, match=r"b\.safetensors.*truncated, corrupted"):
         _fresh().load_weights(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("name", ["m.pt", "m.pth", "m.ckpt", "m.NPY", "m.npz.tmp"])
+def test_other_extensions_are_refused_naming_both(tmp_path, name):
+    net = _net()
+    with pytest.raises(ValueError, match=r"save_weights: .*\.npz \(NumPy\) or \.safetensors"):
+        net.save_weights(tmp_path / name)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"load_weights: .*\.npz \(NumPy\) or \.safetensors"):
+        net.load_weights(tmp_path / name)
 
 
 def test_failed_safetensors_save_leaves_the_old_file(tmp_path, monkeypatch):
