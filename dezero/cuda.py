@@ -58,6 +58,8 @@ def as_numpy(x):
         return np.array(x)
     if isinstance(x, np.ndarray):
         return x
+    if cupy is None:  # lists and other array-likes, on a machine without CuPy
+        return np.asarray(x)
     return cupy.asnumpy(x)
 
 
@@ -69,8 +71,10 @@ def as_cupy(x):
     """
     if not gpu_enable:
         raise RuntimeError(
-            "CuPy with a CUDA device is required for GPU arrays; install it with "
-            "`pip install cupy-cuda12x` (or the build matching your CUDA) on a machine with a GPU"
+            "CuPy with a CUDA device is required for GPU arrays (to_gpu, gpu=True); on a "
+            'machine with a CUDA GPU install the extra: pip install "dezero-next[gpu]" '
+            '(CUDA 12) or "dezero-next[gpu-cuda13]" (CUDA 13)'
+            + ("" if cupy is None else "; CuPy is installed but sees no CUDA device")
         )
     if not isinstance(x, array_types) and hasattr(x, "data") and not np.isscalar(x):
         x = x.data

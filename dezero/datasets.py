@@ -21,7 +21,6 @@ from dezero import transforms
 from dezero.download import (
     DownloadError,
     OfflineError,
-    _check_file,
     get_cache_dir,
     get_file,
 )
@@ -38,6 +37,7 @@ __all__ = [
     "Spiral",
     "TinyShakespeare",
     "get_spiral",
+    "tiny_shakespeare_path",
 ]
 
 
@@ -299,11 +299,13 @@ class MNIST(Dataset):
 
     def prepare(self):
         image_file, label_file = self.train_files if self.train else self.test_files
-        try:
-            image_path = _fetch(image_file, self.mirrors)
-            label_path = _fetch(label_file, self.mirrors)
-        except OfflineError as e:
-            raise self._offline_error(e) from e
+        paths = []
+        for name in (image_file, label_file):
+            try:
+                paths.append(_fetch(name, self.mirrors))
+            except OfflineError as e:
+                raise self._offline_error(e, name) from e
+        image_path, label_path = paths
         self.data = _read_idx(image_path, 2051, (28, 28))[:, np.newaxis]
         self.label = _read_idx(label_path, 2049, ()).astype(np.int32)
         if len(self.data) != len(self.label):
@@ -313,20 +315,34 @@ class MNIST(Dataset):
             )
 
     @classmethod
-    def _offline_error(cls, first: OfflineError) -> OfflineError:
-        """One error naming every MNIST file missing from the cache folder, and the folder.
+    def _offline_error(cls, first: OfflineError, failed: str | None = None) -> OfflineError:
+        """One error naming every MNIST file missing from the cache folder, and the folder;
+        and, when the file that could not be had is there but fails its checksum, that file.
 
         (``first``, the download's own error, is chained to it as its cause.)
         """
         folder = get_cache_dir()
         missing = [name for name in cls.train_files + cls.test_files
                    if not os.path.exists(os.path.join(folder, name))]
-        return OfflineError(
-            f"MNIST cannot be downloaded: the network looks unreachable.\n"
-            f"Missing from {folder!r}: "
-            f"{', '.join(missing)}. Put these files there (from any MNIST mirror, e.g. "
-            f"{cls.mirrors[0]}), or set DEZERO_DATA_DIR to a folder that holds all four."
-        )
+        split = "training" if failed in cls.train_files else "test"
+        if failed is not None and os.path.exists(os.path.join(folder, failed)):
+            lines = [
+                f"MNIST ({split} split) cannot be read: {os.path.join(folder, failed)!r} is "
+                f"corrupted (it fails its checksum), and a good copy could not be downloaded "
+                f"(the network looks unreachable). Replace it with a good copy (from any MNIST "
+                f"mirror, e.g. {cls.mirrors[0]}{failed}), or delete it and run again online."
+            ]
+            head = "Also missing"
+        else:
+            lines = ["MNIST cannot be downloaded: the network looks unreachable."]
+            head = "Missing"
+        if missing:
+            lines.append(
+                f"{head} from {folder!r}: {', '.join(missing)}. Put these files there (from "
+                f"any MNIST mirror, e.g. {cls.mirrors[0]}), or set DEZERO_DATA_DIR to a folder "
+                f"that holds all four."
+            )
+        return OfflineError("\n".join(lines))
 
     def show(self, row=10, col=10):
         """Show a grid of random images with matplotlib."""
@@ -494,23 +510,56 @@ class CIFAR100(Dataset):
 # =============================================================================
 # Text
 # =============================================================================
+_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+_SHAKESPEARE_FILE = "tinyshakespeare.txt"
+_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+# the same text under other names: char-rnn's and nanoGPT's data folders (input.txt), and
+# what earlier versions of dezero downloaded for Shakespear (shakespear.txt)
+_SHAKESPEARE_OTHER_NAMES = ("input.txt", "shakespear.txt")
+
+
+def tiny_shakespeare_path(url: str = _SHAKESPEARE_URL, sha256: str = _SHAKESPEARE_SHA256) -> str:
+    """The Tiny Shakespeare text file that ``Shakespear`` and ``TinyShakespeare`` read.
+
+    One file for both, in the cache folder (``DEZERO_DATA_DIR`` or ``~/.dezero``):
+    ``tinyshakespeare.txt``, checked against its known SHA-256 and downloaded there when
+    missing. A copy already there as ``input.txt`` (the name in char-rnn's and nanoGPT's data
+    folders) or ``shakespear.txt`` is used instead when its checksum is the known one; a file
+    of another checksum under those names is left alone. Offline, the error names the file
+    and the folder.
+    """
+    import hashlib
+
+    folder = get_cache_dir()
+    if not os.path.exists(os.path.join(folder, _SHAKESPEARE_FILE)):
+        for name in _SHAKESPEARE_OTHER_NAMES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    if hashlib.sha256(f.read()).hexdigest() == sha256:
+                        return path
+    return get_file(url, _SHAKESPEARE_FILE, sha256=sha256)
+
+
 class Shakespear(Dataset):
     """Tiny Shakespeare (about 1.1 M characters) for character-level language models.
 
-    The name keeps the book's spelling (``Shakespeare`` is an alias). The text is
-    downloaded once (as ``shakespear.txt``). Characters get ids in order of first
-    appearance (``char_to_id`` / ``id_to_char``); ``data[i]`` is the id of character i and
-    ``label[i]`` that of character i + 1 (int32). There is one split; ``train`` is ignored.
+    The name keeps the book's spelling (``Shakespeare`` is an alias). The text is the file
+    of ``tiny_shakespeare_path()`` (``tinyshakespeare.txt``, downloaded once, or a copy as
+    ``input.txt``; ``TinyShakespeare`` reads the same file). Characters get ids in order of
+    first appearance (``char_to_id`` / ``id_to_char``); ``data[i]`` is the id of character
+    i and ``label[i]`` that of character i + 1 (int32). There is one split; ``train`` is
+    ignored.
     """
 
-    url = (
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
-        "tinyshakespeare/input.txt"
-    )
-    file_name = "shakespear.txt"
+    url = _SHAKESPEARE_URL
+    file_name = _SHAKESPEARE_FILE
+    sha256 = _SHAKESPEARE_SHA256
 
     def prepare(self):
-        path = get_file(self.url, self.file_name)
+        path = tiny_shakespeare_path(self.url, self.sha256)
         with open(path, encoding="utf-8") as f:
             text = f.read()
         if len(text) < 2:
@@ -544,18 +593,15 @@ class TinyShakespeare(Dataset):
     ``get_batch`` gathers windows vectorised, so ``DataLoader(ds, batch_size,
     shuffle=True)`` yields random (N, block_size) windows and their shifted targets.
 
-    The text is read from the cache folder (``DEZERO_DATA_DIR`` or ``~/.dezero``): the
-    file ``input.txt`` there when its SHA-256 is the known one (the data folder of
-    nanoGPT and char-rnn), else ``tinyshakespeare.txt``, downloaded from ``url`` and
-    checked against ``sha256`` when missing.
+    The text is the one file ``Shakespear`` reads too (``tiny_shakespeare_path()``):
+    ``tinyshakespeare.txt`` in the cache folder (``DEZERO_DATA_DIR`` or ``~/.dezero``), or a
+    copy there as ``input.txt`` (the name in nanoGPT's and char-rnn's data folders), checked
+    against ``sha256``; downloaded from ``url`` when missing.
     """
 
-    url = (
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
-        "tinyshakespeare/input.txt"
-    )
-    file_name = "tinyshakespeare.txt"
-    sha256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    url = _SHAKESPEARE_URL
+    file_name = _SHAKESPEARE_FILE
+    sha256 = _SHAKESPEARE_SHA256
 
     def __init__(self, train=True, block_size=64, transform=None, target_transform=None):
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or (
@@ -565,14 +611,8 @@ class TinyShakespeare(Dataset):
         self.block_size = int(block_size)
         super().__init__(train, transform, target_transform)
 
-    def _path(self):
-        local = os.path.join(get_cache_dir(), "input.txt")
-        if os.path.exists(local) and _check_file(local, {"sha256": self.sha256}) is None:
-            return local
-        return get_file(self.url, self.file_name, sha256=self.sha256)
-
     def prepare(self):
-        path = self._path()
+        path = tiny_shakespeare_path(self.url, self.sha256)
         with open(path, encoding="utf-8") as f:
             text = f.read()
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -597,6 +637,8 @@ class TinyShakespeare(Dataset):
     def encode(self, text: str) -> np.ndarray:
         """Character ids (int64) of ``text``; a character outside the vocabulary is a
         ValueError that names it."""
+        if not isinstance(text, str):
+            raise TypeError(f"TinyShakespeare.encode: expected a str, got {type(text).__name__}")
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         ids = np.searchsorted(self._codes, codes)
         bad = (ids >= len(self._codes)) | (self._codes[np.minimum(ids, len(self._codes) - 1)]
@@ -607,10 +649,28 @@ class TinyShakespeare(Dataset):
         return ids.astype(np.int64)
 
     def decode(self, ids) -> str:
-        """The text of the ids ``ids`` (any iterable of ints, e.g. a row of generate())."""
+        """The text of the ids ``ids`` (ints: a list, an array on either device, a Variable,
+        e.g. a row of generate()).
+
+        Raises:
+            TypeError: ids that are not integers (floats, bools).
+            ValueError: an id outside ``[0, vocab_size)`` (named; no negative indexing).
+        """
         from dezero import cuda
 
-        return "".join(self.vocab[int(i)] for i in np.asarray(cuda.as_numpy(ids)).ravel())
+        ids = getattr(ids, "data", ids) if not isinstance(ids, (list, tuple)) else ids
+        ids = np.asarray(cuda.as_numpy(ids))
+        if ids.size == 0:
+            return ""
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"TinyShakespeare.decode: ids must be integers, got dtype "
+                            f"{ids.dtype}")
+        V = len(self.vocab)
+        bad = (ids < 0) | (ids >= V)
+        if bad.any():
+            raise ValueError(f"TinyShakespeare.decode: id {int(ids[bad][0])} is out of range for "
+                             f"a vocabulary of {V} characters (ids 0 to {V - 1})")
+        return "".join(self.vocab[i] for i in ids.ravel().tolist())
 
     def __len__(self):
         return len(self.ids) - self.block_size

@@ -23,6 +23,7 @@ import numpy as np
 import dezero.functions as F
 from dezero import cuda
 from dezero.core import Config, Parameter, _settings, test_mode
+from dezero.hints import attribute_error
 from dezero.hooks import HookHandle
 from dezero.serialization import (
     CheckpointError,
@@ -159,6 +160,10 @@ class Layer:
         object.__setattr__(self, name, value)
         if name == "training":  # set by hand (not through train()): this layer only
             self._update_special()
+
+    def __getattr__(self, name: str):
+        # only for names not found the usual way: a PyTorch name gets dezero's spelling
+        raise attribute_error(self, name)
 
     def __delattr__(self, name: str) -> None:
         self._params.pop(name, None)
@@ -611,6 +616,14 @@ def _walk_value(value, path: str, seen: set):
 # =============================================================================
 # Linear, Dropout
 # =============================================================================
+def _check_nobias(name: str, nobias, hint: str = "") -> None:
+    # an int here is almost always PyTorch's argument order, Linear(in, out): nobias=10
+    # would silently build a layer without a bias
+    if not isinstance(nobias, (bool, np.bool_)):
+        raise TypeError(f"{name}: nobias must be a bool, got {nobias!r} "
+                        f"({type(nobias).__name__}){hint}")
+
+
 class Linear(Layer):
     """Fully connected layer ``y = x W + b`` with ``W`` shaped ``(in_size, out_size)``.
 
@@ -629,6 +642,17 @@ class Linear(Layer):
     def __init__(self, out_size: int, nobias: bool = False, dtype=np.float32,
                  in_size: int | None = None):
         super().__init__()
+        if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or (
+                out_size <= 0):
+            raise ValueError(f"Linear: out_size must be a positive int, got {out_size!r}")
+        if in_size is not None and (isinstance(in_size, bool) or not isinstance(
+                in_size, (int, np.integer)) or in_size <= 0):
+            raise ValueError(f"Linear: in_size must be a positive int or None, got {in_size!r}")
+        _check_nobias("Linear", nobias,
+                      f". dezero's Linear takes the output size first, (out_size, nobias=False, "
+                      f"dtype, in_size): for PyTorch's Linear({out_size}, {nobias!r}) write "
+                      f"Linear({nobias!r}, in_size={out_size})")
+        out_size = int(out_size)
         self.out_size = out_size
         self.dtype = dtype
         self.W = Parameter(None, name="W")
@@ -1083,6 +1107,8 @@ class _ConvBase(Layer):
         name = type(self).__name__
         if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
             raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
+        _check_nobias(name, nobias, f" (the arguments are {name}(out_channels, kernel_size, "
+                      f"stride=1, pad=0, nobias=False, dtype, in_channels=None))")
         self.out_channels = int(out_channels)
         self.kernel_size = _positive_pair(f"{name}: kernel_size", kernel_size)
         self.stride = stride

@@ -18,7 +18,34 @@ __all__ = [
     "MLP",
     "Model",
     "Sequential",
+    "Summary",
 ]
+
+
+class Summary(str):
+    """What ``Model.summary`` returns: the table as a ``str``, and its numbers.
+
+    ``str(summary)`` (and ``print(summary)``) is the table; ``repr`` is one line, so that a
+    REPL that already printed the table does not show it a second time. ``rows`` is a list
+    of dicts, one per row (the model first, then every sub-layer by its path): ``name``,
+    ``type``, ``output_shape`` (a str; ``-`` when the layer was not called), ``params`` and
+    ``buffers`` (ints: what the layer holds itself). ``trainable_params`` counts the
+    parameters (each shared Parameter once), ``total_params`` the parameters and the buffers.
+    """
+
+    rows: list
+    total_params: int
+    trainable_params: int
+
+    def __new__(cls, table: str, rows: list, total_params: int, trainable_params: int):
+        self = super().__new__(cls, table)
+        self.rows = rows
+        self.total_params = total_params
+        self.trainable_params = trainable_params
+        return self
+
+    def __repr__(self) -> str:
+        return f"Summary({len(self.rows)} layers, {self.trainable_params:,} parameters)"
 
 
 class Model(L.Layer):
@@ -35,8 +62,8 @@ class Model(L.Layer):
             y = y[0]
         return utils.plot_dot_graph(y, verbose=True, to_file=to_file)
 
-    def summary(self, *inputs) -> str:
-        """Run one forward pass on ``inputs`` and return (and print) a table of the model.
+    def summary(self, *inputs) -> Summary:
+        """Run one forward pass on ``inputs``, print a table of the model and return it.
 
         One row per layer (the model first, then every sub-layer by its path): its type,
         its output shape (``xN`` when it was called N times), the trainable parameters it
@@ -45,7 +72,9 @@ class Model(L.Layer):
 
         The pass runs with no graph and in test mode, so it changes no running statistic;
         lazily created parameters are created by it, and the state of recurrent layers
-        (``h``, ``c``) is put back as it was.
+        (``h``, ``c``) is put back as it was. The table is printed once; the returned
+        ``Summary`` is that table as a ``str`` with ``rows``, ``total_params`` and
+        ``trainable_params``, and a one-line repr.
 
         >>> import numpy as np
         >>> model = MLP((10, 3))
@@ -54,6 +83,10 @@ class Model(L.Layer):
         ...
         >>> print(table.splitlines()[-3])
         Trainable params: 83
+        >>> table
+        Summary(3 layers, 83 parameters)
+        >>> table.rows[1]
+        {'name': 'l0', 'type': 'Linear', 'output_shape': '(2, 10)', 'params': 50, 'buffers': 0}
         """
         return _summary(self, inputs)
 
@@ -73,7 +106,7 @@ def _nbytes(n: int) -> str:
     return ""  # unreachable
 
 
-def _summary(model: L.Layer, inputs) -> str:
+def _summary(model: L.Layer, inputs) -> Summary:
     from dezero.core import Parameter, no_grad, test_mode
 
     rows = [("(model)", model), *model.named_layers()]
@@ -127,12 +160,15 @@ def _summary(model: L.Layer, inputs) -> str:
 
     header = ("Layer", "Type", "Output shape", "Params", "Buffers")
     body = []
+    records = []
     for path, layer in rows:
         shape, calls = seen.get(id(layer), ("-", 0))
         if calls > 1:
             shape = f"{shape} x{calls}"
         n_params, n_buffers = own(layer)
         body.append((path, type(layer).__name__, shape, f"{n_params:,}", f"{n_buffers:,}"))
+        records.append({"name": path, "type": type(layer).__name__, "output_shape": shape,
+                        "params": n_params, "buffers": n_buffers})
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(r):
@@ -154,7 +190,7 @@ def _summary(model: L.Layer, inputs) -> str:
            f"(params {_nbytes(p_bytes)}, buffers {_nbytes(b_bytes)})"]
     table = "\n".join(out)
     print(table)
-    return table
+    return Summary(table, records, n_params + n_buffers, n_params)
 
 
 class Sequential(Model):

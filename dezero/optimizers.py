@@ -19,6 +19,7 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Parameter, Variable, _settings, no_grad
+from dezero.hints import attribute_error
 from dezero.jit import active_recorder as _jit_recorder
 from dezero.layers import Layer
 from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
@@ -230,6 +231,16 @@ class Optimizer:
     def add_hook(self, f: Callable) -> None:
         """Add ``f(params)``, called on the list of parameters with gradients before updates."""
         self.hooks.append(f)
+
+    def __getattr__(self, name: str):
+        # only for names not found the usual way: a PyTorch name gets dezero's spelling
+        raise attribute_error(self, name)
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{h}={getattr(self, h, None)!r}" for h in self.hyperparams)
+        target = self.__dict__.get("target")
+        where = "not set up" if target is None else f"set up on {type(target).__name__}"
+        return f"{type(self).__name__}({hyper}; t={self.__dict__.get('t', 0)}, {where})"
 
     # --- per-parameter state ----------------------------------------------------
     def _name_of(self, param: Parameter) -> str:
@@ -684,6 +695,16 @@ class LRScheduler:
 
     def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr, "last_step": self.last_step}
+
+    def __getattr__(self, name: str):
+        raise attribute_error(self, name)
+
+    def __repr__(self) -> str:
+        skip = ("optimizer", "attr", "base_lr", "last_step", "after")
+        own = "".join(f", {k}={v!r}" for k, v in self.__dict__.items()
+                      if k not in skip and not k.startswith("_"))
+        return (f"{type(self).__name__}({type(self.optimizer).__name__}{own}; "
+                f"base_lr={self.base_lr!r}, step {self.last_step}, lr={self.get_lr()!r})")
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.base_lr = float(state["base_lr"])

@@ -80,7 +80,7 @@ class CharRNN(Model):
 
 
 def _progress(total, enabled):
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # a piped log gets no bar frames
         return None
     try:
         from tqdm.auto import tqdm
@@ -190,6 +190,10 @@ def main(argv=None):
     if args.gpu and not cuda.gpu_enable:
         parser.error("--gpu needs CuPy and a CUDA device, and none was found")
     np.random.seed(args.seed)  # noqa: NPY002  (dezero draws initial weights from it)
+    # the folders of --out and --save exist before training, not only after it
+    for path in (args.out, args.save):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     if args.text is None:
         dataset, source = load_shakespeare()

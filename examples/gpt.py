@@ -90,7 +90,7 @@ def lr_at(it, lr, min_lr, warmup, iters):
 
 
 def _progress(total, enabled):
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # a piped log gets no bar frames
         return None
     try:
         from tqdm.auto import tqdm

@@ -184,13 +184,34 @@ def main(argv=None):
                       comm=comm, progress=False if args.no_progress else None, jit=args.jit)
     say(f"{name}: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
           f"MLP{sizes} ReLU; {args.optimizer} lr {lr} ({args.schedule} schedule); "
-          f"batch {batch_size}; {epochs} epochs; {'GPU' if args.gpu else 'CPU'}"
+          f"batch {batch_size}; {epochs} epoch{'s' if epochs != 1 else ''}; "
+          f"{'GPU' if args.gpu else 'CPU'}"
           + (f"; {comm.size} ranks, {batch_size // comm.size} samples each per batch"
              if comm is not None else ""), flush=True)
-    resume = ModelCheckpoint.latest(checkpoints) if args.resume else None
+    resume = None
     if args.resume:
+        if comm is None:  # the weights must exist for their shapes to be compared
+            with no_grad():
+                model(np.asarray(train_set[0][0])[None])
+        # the newest checkpoint of this model (another data set's run may share the folder)
+        resume = ModelCheckpoint.latest(checkpoints, model)
         say(f"resuming from {resume}" if resume else "no checkpoint yet: starting afresh")
-    history = trainer.fit(epochs, resume=resume)
+    try:
+        history = trainer.fit(epochs, resume=resume)
+    except KeyboardInterrupt:
+        # the Trainer stopped between two batches: what it holds continues bit for bit
+        path = os.path.join(checkpoints, ModelCheckpoint.checkpoint_name(trainer.epoch,
+                                                                         trainer.iteration))
+        if root:
+            os.makedirs(checkpoints, exist_ok=True)
+        trainer.save_checkpoint(path)
+        again = " ".join(["python", "examples/mnist.py", *(argv if argv is not None
+                                                            else sys.argv[1:])])
+        if "--resume" not in again:
+            again += " --resume"
+        say(f"saved {path}; continue with: {again}  (make train ARGS=\"... --resume\")",
+            flush=True)
+        raise SystemExit(130) from None
     if not root:  # rank 0 writes the files
         return {"dataset": name, "history": history, "weights": None, "plot": plot}
 

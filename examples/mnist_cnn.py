@@ -157,7 +157,8 @@ def main(argv=None):
     print(f"MNIST: {len(train_set)} training / {len(test_set)} test samples (val_* below); "
           f"CNN conv3x3({c1})-relu-pool, conv3x3({c2})-relu-pool, linear(10); "
           f"{args.optimizer} lr {lr} ({args.schedule} schedule); batch {args.batch_size}; "
-          f"{args.epochs} epochs; {'GPU' if args.gpu else 'CPU'}", flush=True)
+          f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}; {'GPU' if args.gpu else 'CPU'}",
+          flush=True)
     history = trainer.fit(args.epochs)
 
     weights = os.path.join(args.out, "mnist_cnn.npz")

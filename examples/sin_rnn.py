@@ -52,7 +52,7 @@ class BetterRNN(Model):
 
 
 def _progress(iterable, total, enabled):
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # a piped log gets no bar frames
         return iterable
     try:
         from tqdm.auto import tqdm
@@ -121,6 +121,7 @@ def plot(xs, preds, path):
     ax.set_ylabel("y")
     ax.legend()
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
 

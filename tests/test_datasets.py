@@ -381,9 +381,12 @@ def test_cifar100_binary(cache, monkeypatch):
 # -----------------------------------------------------------------------------
 # Shakespear, ImageNet labels
 # -----------------------------------------------------------------------------
-def test_shakespear_from_local_file(cache):
+def test_shakespear_from_local_file(cache, monkeypatch):
+    import hashlib
+
     text = "First Citizen:\nBefore we proceed, hear me speak. Ã©\n"
-    (cache / "shakespear.txt").write_text(text, encoding="utf-8")
+    (cache / "input.txt").write_text(text, encoding="utf-8")  # the one Tiny Shakespeare file
+    monkeypatch.setattr(Shakespear, "sha256", hashlib.sha256(text.encode()).hexdigest())
     ds = Shakespear()
     assert len(ds) == len(text) - 1 and ds.data.dtype == np.int32
     # ids in order of first appearance: 'F' -> 0, 'i' -> 1, 'r' -> 2, ...
@@ -414,3 +417,19 @@ def test_mnist_offline_names_every_missing_file_at_once(cache, monkeypatch):
             f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz.") in message
     assert "train-labels" not in message
     assert isinstance(info.value.__cause__, OfflineError)
+
+
+def test_mnist_offline_names_the_corrupt_file_of_the_split_asked_for(cache, monkeypatch):
+    monkeypatch.setattr(MNIST, "mirrors", (_closed_port_url(),))
+    (cache / "t10k-images-idx3-ubyte.gz").write_bytes(b"damaged test images")
+    (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(b"damaged test labels")
+    with pytest.raises(OfflineError) as info:
+        MNIST(train=False)
+    message = str(info.value)
+    first = message.splitlines()[0]
+    assert first.startswith("MNIST (test split) cannot be read: ")
+    assert f"{str(cache / 't10k-images-idx3-ubyte.gz')!r} is corrupted" in first
+    # the training files are missing too, and said to be so only after that
+    assert message.splitlines()[1].startswith(
+        f"Also missing from {str(cache)!r}: train-images-idx3-ubyte.gz, "
+        f"train-labels-idx1-ubyte.gz.")
