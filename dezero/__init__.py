@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 is_simple_core = False
 
+from dezero import allocator  # first: its setting applies to every array from here on
 from dezero.core import (
     Config,
     Function,
@@ -33,6 +34,7 @@ from dezero import (
     layers,
     models,
     optimizers,
+    parallel,
     profiler,
     text,
     transforms,

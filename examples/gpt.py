@@ -38,8 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import dezero
 import dezero.functions as F
-from dezero import cuda, optimizers
-from dezero._allocator import keep_freed_memory
+from dezero import allocator, cuda, optimizers
 from dezero.dataloaders import DataLoader
 from dezero.datasets import TinyShakespeare
 from dezero.models import GPT
@@ -139,8 +138,8 @@ def main(argv=None):
     if args.gpu and not cuda.gpu_enable:
         parser.error("--gpu needs CuPy and a CUDA device, and none was found")
     np.random.seed(args.seed)  # noqa: NPY002  (weights and batches come from it)
-    if not args.release_memory:
-        keep_freed_memory()  # the step reuses its freed arrays instead of faulting in pages
+    if args.release_memory:  # importing dezero made freed memory stay for reuse
+        allocator.return_freed_memory()
 
     train_set = TinyShakespeare(train=True, block_size=args.block_size)
     val_set = TinyShakespeare(train=False, block_size=args.block_size)

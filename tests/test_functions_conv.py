@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dezero.functions as F
-from dezero import Variable, cuda, no_grad
+from dezero import Variable, cuda, no_grad, parallel
 from dezero.functions import _conv_kernels as conv_module
 from dezero.utils import get_conv_outsize, pair
 from tests.opdb.conv import (
@@ -475,24 +475,16 @@ def test_work_split_over_threads_gives_the_same_results(monkeypatch):
         y.backward()
         return [a.copy() for a in (y.data, x.grad.data, W.grad.data, b.grad.data)]
 
-    monkeypatch.setattr(conv_module, "_num_threads", 1)
-    serial = run()
-    monkeypatch.setattr(conv_module, "_num_threads", 3)
-    monkeypatch.setattr(conv_module, "_MIN_PARALLEL_WORK", 0)  # split even tiny arrays
-    for a, b in zip(serial, run()):
+    try:
+        parallel.set_num_threads(1)
+        serial = run()
+        parallel.set_num_threads(3)
+        monkeypatch.setattr(parallel, "MIN_PARALLEL_WORK", 0)  # split even tiny arrays
+        threaded = run()
+    finally:
+        parallel.set_num_threads(None)
+    for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
-
-
-def test_an_error_in_a_worker_thread_reaches_the_caller(monkeypatch):
-    monkeypatch.setattr(conv_module, "_num_threads", 2)
-    monkeypatch.setattr(conv_module, "_MIN_PARALLEL_WORK", 0)
-
-    def chunk(lo, hi):
-        if lo > 0:
-            raise RuntimeError(f"chunk {lo}:{hi} failed")
-
-    with pytest.raises(RuntimeError, match="chunk 2:4 failed"):
-        conv_module._parallel(np, chunk, 4, 100)
 
 
 # =============================================================================

@@ -2,6 +2,7 @@
 weight decay on matrices only through optimizer parameter groups, and the example."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -340,8 +341,9 @@ def test_gpt_on_the_gpu_matches_the_cpu():
     assert int(out.min()) >= 0 and int(out.max()) < 13
 
 
-def test_keep_freed_memory_stops_the_page_faults_of_repeated_steps():
-    # in a child process: the allocator setting is process-wide
+def test_importing_dezero_stops_the_page_faults_of_repeated_steps():
+    # in a child process: the allocator setting is process-wide. "keep": what importing
+    # dezero does by itself; "default": with DEZERO_KEEP_FREED_MEMORY=0 (glibc's defaults)
     import subprocess
     import sys
     import textwrap
@@ -350,8 +352,8 @@ def test_keep_freed_memory_stops_the_page_faults_of_repeated_steps():
     code = textwrap.dedent("""
         import resource, sys
         import numpy as np
-        from dezero._allocator import keep_freed_memory
-        applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+        import dezero
+        applied = dezero.allocator.is_keeping()
         a = np.ones((512, 512), np.float32)
         def step():  # fresh 1 MiB arrays every time, freed in between
             b = a * 2.0
@@ -367,11 +369,13 @@ def test_keep_freed_memory_stops_the_page_faults_of_repeated_steps():
     root = Path(__file__).resolve().parent.parent
     out = {}
     for mode in ("keep", "default"):
-        proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True,
-                              text=True, cwd=root, check=True, timeout=120)
+        env = dict(os.environ, DEZERO_KEEP_FREED_MEMORY="1" if mode == "keep" else "0")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                              text=True, cwd=root, check=True, timeout=120, env=env)
         applied, faults = proc.stdout.split()
         out[mode] = (applied, int(faults))
     if sys.platform.startswith("linux") and out["keep"][0] == "True":
         assert out["keep"][1] < 100 < 1000 < out["default"][1], out  # glibc's defaults fault
     else:
         assert out["keep"][0] == "False"
+    assert out["default"][0] == "False"

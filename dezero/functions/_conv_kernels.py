@@ -22,8 +22,9 @@ How the work is laid out (the reason dezero's convolutions are fast on the CPU):
   Tiled 2x2 windows (the usual CNN pool) take two pairwise stages instead, with 0/1
   masks in the data's dtype, so that the scatter is two multiplies and two subtractions.
 * Large temporaries come from a small per-thread workspace (no fresh pages every step);
-  the copies and ufuncs around the GEMMs are split over the batch on worker threads where
-  there are cores to spare (NumPy releases the GIL inside its loops).
+  the copies and ufuncs around the GEMMs are split over the batch on the package's worker
+  threads (:mod:`dezero.parallel`) where there are cores to spare (NumPy releases the GIL
+  inside its loops).
 * Every function here is linear or piecewise linear in each argument and its backward is
   written with functions of this module, so derivatives of any order are available, the
   weight gradient of conv2d included (Conv2dGradW's own backward is conv2d/deconv2d).
@@ -31,13 +32,11 @@ How the work is laid out (the reason dezero's convolutions are fast on the CPU):
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from dezero import cuda
+from dezero import cuda, parallel
 from dezero.array_utils import get_conv_outsize
 
 
@@ -49,61 +48,14 @@ def _out_hw(in_hw, ksize, stride, pad):
 # =============================================================================
 # Worker threads for the work around the GEMMs
 # =============================================================================
-def _default_threads():
-    env = os.environ.get("DEZERO_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    # On 2 cores BLAS's worker thread, which spins for a while after every GEMM, holds the
-    # second core: measured, a thread of ours there gains nothing. From 4 cores on it pays.
-    return 1 if n <= 2 else min(n, 8)
-
-
-# Threads for the NumPy work of im2col/col2im, pooling and layout copies (the GEMMs run on
-# BLAS's own threads). NumPy releases the GIL inside its loops, so splitting a large copy or
-# ufunc over the batch runs it on several cores, as PyTorch's CPU kernels do. Environment
-# variable DEZERO_NUM_THREADS overrides the default (1 on 2 cores, else the usable cores,
-# at most 8).
-_num_threads = _default_threads()
-_MIN_PARALLEL_WORK = 1 << 17  # elements; below this, handing work over costs more
-_executor = None
-_executor_key = None
-_executor_lock = threading.Lock()
-
-
-def _get_executor(workers):
-    global _executor, _executor_key
-    key = (os.getpid(), workers)  # a forked child needs threads of its own
-    with _executor_lock:
-        if _executor_key != key:
-            if _executor is not None and _executor_key[0] == os.getpid():
-                _executor.shutdown(wait=False)  # its idle threads exit
-            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dezero")
-            _executor_key = key
-        return _executor
-
-
 def _parallel(xp, fn, n, work):
-    """Call ``fn(lo, hi)`` on consecutive chunks of ``range(n)`` (the batch axis) on up to
-    ``_num_threads`` threads, the caller's included; one call when ``work`` (elements
-    touched) is small or the arrays are CuPy's. The chunks must write disjoint slices."""
-    T = min(_num_threads, n)
-    if xp is not np or T <= 1 or work < _MIN_PARALLEL_WORK:
+    """Call ``fn(lo, hi)`` on chunks of ``range(n)`` (the batch axis) on the package's worker
+    threads (:mod:`dezero.parallel`); one call for CuPy arrays (the device does the work).
+    The chunks must write disjoint slices."""
+    if xp is not np:
         fn(0, n)
         return
-    bounds = [n * i // T for i in range(T + 1)]
-    executor = _get_executor(T - 1)
-    futures = [executor.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, T)]
-    try:
-        fn(bounds[0], bounds[1])
-    finally:
-        errors = [f.exception() for f in futures]  # waits for every chunk
-    for e in errors:
-        if e is not None:
-            raise e
+    parallel.parallel_for(fn, n, work)
 
 
 # =============================================================================
@@ -128,8 +80,6 @@ class _Workspace(threading.local):
 
     def take(self, xp, shape, dtype):
         if xp is np:
-            if not _malloc_primed:
-                _prime_malloc()
             key = (tuple(shape), np.dtype(dtype))
             arrays = self.free.get(key)
             if arrays:
@@ -161,24 +111,9 @@ class _Workspace(threading.local):
         self.nbytes = 0
 
 
+# The workspace covers the convolutions' own scratch arrays; the activations and gradients
+# that a step hands between ops reuse freed heap blocks through :mod:`dezero.allocator`.
 _ws = _Workspace()
-_malloc_primed = False
-
-
-def _prime_malloc():
-    """Free one 20 MiB block, once per process, before the first convolution on the CPU.
-
-    glibc's malloc serves large requests with fresh mmap'd pages (zeroed by the kernel, one
-    page fault per 4 KiB) until a large block has been freed; then it raises its threshold
-    to that block's size and serves smaller requests from the heap, whose pages stay mapped.
-    A CNN step allocates dozens of multi-megabyte activations and gradients: without this,
-    their page faults cost about a fifth of the step. The block is never touched (no
-    memory is used); elsewhere than glibc this does nothing noticeable.
-    """
-    global _malloc_primed
-    _malloc_primed = True
-    block = np.empty(20 << 20, dtype=np.uint8)
-    del block
 
 
 # =============================================================================
