@@ -35,7 +35,9 @@ def numerical_vjp(f: Callable, xs: Sequence, gys: Sequence, idx: int, eps: float
     ``f`` takes and returns arrays/Variables; it is called under ``no_grad``.
     """
     xp = cuda.get_array_module(xs[idx])
-    x = cuda.as_numpy(xs[idx]).astype(np.float64, copy=True)
+    # a C-ordered copy: the perturbations below go through a flat view of it (astype would
+    # keep a transposed input's layout, and reshape(-1) would then perturb a copy)
+    x = np.array(cuda.as_numpy(xs[idx]), dtype=np.float64, order="C")
     gys = [None if g is None else cuda.as_numpy(g).astype(np.float64) for g in gys]
     grad = np.zeros_like(x)
     args = list(xs)

@@ -324,15 +324,38 @@ def test_float32_stays_float32_through_every_gradient():
     assert x.grad.dtype == np.float32
 
 
-def test_outputs_are_contiguous_nchw():
+def test_output_layouts_of_the_two_paths():
+    """The reference path hands out contiguous NCHW arrays; the channel-major path (the
+    default on NumPy) hands out NCHW arrays stored channel-major, (C, N, H, W), as its
+    GEMM makes them, and keeps that layout through ReLU, pooling and their backward."""
     rng = np.random.default_rng(12)
-    x = Variable(rng.uniform(-1, 1, (3, 2, 6, 6)).astype(np.float32))
+    x0 = rng.uniform(-1, 1, (3, 2, 8, 8)).astype(np.float32)
     W = Variable(rng.uniform(-1, 1, (4, 2, 3, 3)).astype(np.float32))
-    y = F.conv2d(x, W, None, 1, 1)
-    assert y.data.flags.c_contiguous
-    y.backward()
-    assert x.grad.data.flags.c_contiguous
-    assert F.deconv2d(y, W.data, None, 1, 1).data.flags.c_contiguous
+    b = Variable(rng.uniform(-1, 1, 4).astype(np.float32))
+    results = {}
+    for path in conv_module.PATHS:
+        with conv_module.use_path(path):
+            x = Variable(x0.copy())
+            y = F.conv2d(x, W, b, 1, 1)
+            h = F.pooling(F.relu(y), 2, 2)
+            F.sum(F.conv2d(h, W[:, :, :2, :2].transpose(1, 0, 2, 3)[:2], None, 1, 0)).backward()
+            if path == "reference":
+                assert y.data.flags.c_contiguous
+                assert x.grad.data.flags.c_contiguous
+                assert F.deconv2d(y, W.data, None, 1, 1).data.flags.c_contiguous
+            else:
+                assert conv_module._cn_order(y.data) and conv_module._cn_order(h.data)
+                assert y.data.transpose(1, 0, 2, 3).flags.c_contiguous
+            results[path] = [a.copy() for a in (y.data, h.data, x.grad.data)]
+            W.cleargrad()
+            b.cleargrad()
+    for a, c in zip(results["channel_major"], results["reference"]):
+        np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-6)
+
+
+def test_use_path_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown path 'fast'"):
+        conv_module.use_path("fast")
 
 
 def test_no_input_gradient_for_a_plain_array_but_weights_are_right():
@@ -531,7 +554,8 @@ def test_wide_stride1_deconv2d_equals_the_plain_path_and_the_loops(
     plain, wide = _deconv_both_ways(monkeypatch, x, Wt, b, p, slice_bytes)
     np.testing.assert_allclose(wide, plain, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(wide, ref_deconv2d(x, Wt, b, 1, p), rtol=1e-12, atol=1e-12)
-    assert wide.flags.c_contiguous
+    # the default (channel-major) path keeps the GEMM's channel-major order
+    assert wide.transpose(1, 0, 2, 3).flags.c_contiguous
     # float32 stays float32; no bias; mixed precision takes the wider dtype as before
     x32, W32 = x.astype(np.float32), Wt.astype(np.float32)
     plain32, wide32 = _deconv_both_ways(monkeypatch, x32, W32, None, p, slice_bytes)
@@ -606,3 +630,27 @@ def test_first_layer_weight_gradient_in_slices_matches_the_loops(monkeypatch):
     expected = np.einsum("noij,nklij->okl", r.astype(np.float64),
                          ref_im2col(x.astype(np.float64), 3, 1, 1, False)[:, 0])
     np.testing.assert_allclose(W.grad.data[:, 0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_without_the_kept_im2col_matrix(monkeypatch):
+    """Above KEEP_COL_BYTES the forward does not keep im2col for the backward (memory of
+    deep networks): the backward rebuilds it, with the same gradients, bias included."""
+    from dezero.functions import conv as conv_functions
+
+    rng = np.random.default_rng(30)
+    x0, W0, b0 = _rand(rng, 3, 2, 6, 5), _rand(rng, 4, 2, 3, 3), _rand(rng, 4)
+
+    def grads():
+        x, W, b = Variable(x0.copy()), Variable(W0.copy()), Variable(b0.copy())
+        y = F.conv2d(x, W, b, 1, 1)
+        kept = y.creator._col is not None
+        F.sum(y * y).backward()
+        return kept, [v.grad.data.copy() for v in (x, W, b)]
+
+    kept, want = grads()
+    assert kept
+    monkeypatch.setattr(conv_functions, "KEEP_COL_BYTES", 0)
+    kept, got = grads()
+    assert not kept
+    for a, c in zip(got, want):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)

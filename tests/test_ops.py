@@ -23,6 +23,18 @@ for _op in OPS:
         CASES.append(pytest.param(_op, _s, id=f"{_op.name}-{_s.name or _i}"))
 
 
+# (op, sample, path) for every op with several implementations (OpInfo.paths)
+PATH_CASES = []
+for _op in OPS:
+    if not _op.paths:
+        continue
+    _rng = np.random.default_rng(zlib.crc32(_op.name.encode()))
+    for _i, _s in enumerate(_op.samples(_rng)):
+        for _name in _op.paths:
+            PATH_CASES.append(pytest.param(_op, _s, _name,
+                                           id=f"{_op.name}-{_s.name or _i}-{_name}"))
+
+
 def _convert(args, diff, xp=np, dtype=None, wrap=True):
     out = []
     for i, a in enumerate(args):
@@ -119,6 +131,43 @@ def test_inputs_not_mutated(op, sample):
             np.testing.assert_array_equal(a, b, err_msg=f"{op.name} mutated an input")
 
 
+def _outputs_and_grads(op, sample, path, dtype):
+    """Under ``path``: the op's outputs and the gradients of sum(outputs * weights) (fixed
+    weights, so that every output element matters differently)."""
+    diff = sample.diff_indices()
+    with op.paths[path]():
+        vs = _convert(sample.args, diff, dtype=dtype)
+        ys = _call(op, sample, vs)
+        rng = np.random.default_rng(7)
+        total = sum(F.sum(y * rng.uniform(0.5, 1.5, y.shape).astype(y.dtype)) for y in ys)
+        total.backward()
+        grads = [vs[i].grad.data.copy() for i in diff if vs[i].grad is not None]
+    return [y.data.copy() for y in ys] + grads
+
+
+@pytest.mark.parametrize(("op", "sample", "path"), PATH_CASES)
+def test_every_path_matches_the_reference_and_the_numerical_gradients(op, sample, path):
+    reference = next(iter(op.paths))
+    for dtype, rtol, atol in ((np.float64, 1e-12, 1e-12), (np.float32, 1e-5, 1e-6)):
+        got = _outputs_and_grads(op, sample, path, dtype)
+        want = _outputs_and_grads(op, sample, reference, dtype)
+        assert len(got) == len(want)
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert a.dtype == b.dtype == dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=(
+                f"{op.name}[{sample.name}] path {path} vs {reference}, {np.dtype(dtype)}, "
+                f"value {i}"))
+    fn = lambda *a: op.op(*a, **sample.kwargs)  # noqa: E731
+    name = f"{op.name}[{sample.name}] path {path} float64"
+    with op.paths[path]():
+        testing.check_backward(fn, list(sample.args), sample.diff_indices(), name=name,
+                               atol=op.grad_atol, rtol=op.grad_rtol)
+        if op.double_grad:
+            testing.check_double_backward(fn, list(sample.args), sample.diff_indices(),
+                                          name=name, atol=max(op.grad_atol, 1e-5),
+                                          rtol=max(op.grad_rtol, 1e-4))
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(("op", "sample"), CASES)
 def test_gpu_matches_cpu(op, sample):
@@ -165,3 +214,11 @@ def test_samples_are_the_same_in_every_process():
     here = zlib.crc32(b"".join(a.tobytes() for c in CASES[:200] for a in c.values[1].args
                                if isinstance(a, np.ndarray)))
     assert int(out.stdout.strip()) == here
+
+
+def test_numerical_gradients_of_a_transposed_input():
+    # the op table's channel-major samples are transposed views: the finite differences
+    # must perturb the input itself, not a copy of it
+    x = np.arange(6.0).reshape(2, 3).T  # (3, 2), not C-contiguous
+    g = testing.numerical_vjp(lambda a: a * a, [x], [np.ones((3, 2))], 0)
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-6)

@@ -6,10 +6,14 @@ How the work is laid out (the reason dezero's convolutions are fast on the CPU):
 * im2col is a strided *view* of the (padded) input, shaped (N, C, KH, KW, OH, OW); one copy
   materialises it as the GEMM operand (C*KH*KW, N*OH*OW). No Python loop runs over output
   positions anywhere.
-* conv2d is ONE GEMM ``W (OC, C*KH*KW) @ col (C*KH*KW, N*OH*OW)``; one transposing copy,
-  which also adds the bias, hands the result out as a contiguous NCHW array. The weight
-  gradient is one GEMM over the batch with the forward's col (kept, not recomputed); the
-  input gradient is deconv2d: one GEMM, then col2im.
+* conv2d is ONE GEMM ``W (OC, C*KH*KW) @ col (C*KH*KW, N*OH*OW)``, whose (OC, N, OH, OW)
+  result is handed out as it is: an NCHW array stored channel-major (the default
+  "channel_major" path on NumPy; the bias rides in the GEMM as one more column of W against
+  a row of ones under col, so nothing runs over the output after the GEMM). The
+  "reference" path (CuPy's, and the one the op table checks the other against) hands out
+  a contiguous NCHW array through one transposing copy that adds the bias. The weight
+  gradient is one GEMM over the batch with the forward's col (kept when it is small, see
+  ``conv.KEEP_COL_BYTES``); the input gradient is deconv2d: one GEMM, then col2im.
 * col2im accumulates over the KH*KW kernel offsets: one strided add over whole images each.
   At stride 1 on the CPU, the transposed convolution (conv2d's input gradient) instead
   runs its GEMM on images padded out to the output's padded size ("wide" layout), so
@@ -38,6 +42,46 @@ import numpy as np
 
 from dezero import cuda, parallel
 from dezero.array_utils import get_conv_outsize
+
+# =============================================================================
+# Paths: the reference layout and the channel-major one
+# =============================================================================
+# "channel_major" (the default on NumPy): conv2d's GEMM result (OC, N, OH, OW) is handed
+# out as it is, as an NCHW array stored channel-major (a transposed view), with the bias
+# added inside the GEMM (a row of ones under im2col's columns, a column of biases beside
+# W), so no pass over the output follows the GEMM; deconv2d's wide path and the pooling
+# backward write their results in their input's layout. Elementwise ops keep the layout,
+# and the backward's gy then needs no transposing copy to become the GEMM operand.
+# "reference": contiguous NCHW outputs (one transposing copy that adds the bias), as
+# before. Both give the same numbers (the same GEMMs); the op table checks both
+# (tests/test_ops.py). CuPy arrays always take the reference path.
+PATHS = ("channel_major", "reference")
+_path = threading.local()
+
+
+def _current_path():
+    return getattr(_path, "name", PATHS[0])
+
+
+class use_path:
+    """Run the convolution kernels of this thread through the path ``name`` (see PATHS)
+    inside the ``with`` block: forward, backward and any higher-order backward."""
+
+    def __init__(self, name):
+        if name not in PATHS:
+            raise ValueError(f"use_path: unknown path {name!r} (have {PATHS})")
+        self.name = name
+
+    def __enter__(self):
+        self.old = _current_path()
+        _path.name = self.name
+
+    def __exit__(self, *exc):
+        _path.name = self.old
+
+
+def _channel_major(xp):
+    return xp is np and _current_path() == "channel_major"
 
 
 def _out_hw(in_hw, ksize, stride, pad):
@@ -193,27 +237,32 @@ def _windows(x, ksize, stride, pad, fill=0):
     return _strided_windows(_pad(x, pad, fill), ksize, stride, out_hw)
 
 
-def _col_matrix(x, ksize, stride, pad):
+def _col_matrix(x, ksize, stride, pad, ones=False):
     """im2col as the GEMM operand (C*KH*KW, N*OH*OW): one copy out of the strided view.
 
+    ``ones``: one more row, of ones, at the bottom (the bias's row: see ``_conv2d_array``).
     Returns ``(col, owned)``; ``owned``: col is a workspace array (give it back when done).
     """
     xp = cuda.get_array_module(x)
     N, C, H, W = x.shape
-    if tuple(ksize) == (1, 1) and tuple(stride) == (1, 1) and tuple(pad) == (0, 0):
+    if (not ones and tuple(ksize) == (1, 1) and tuple(stride) == (1, 1)
+            and tuple(pad) == (0, 0)):
         return _channel_matrix(x), False  # nothing to unfold
     KH, KW = ksize
     OH, OW = _out_hw((H, W), ksize, stride, pad)
     xpad = _pad(x, pad, scratch=True)
     win = _strided_windows(xpad, ksize, stride, (OH, OW))
-    col = _ws.take(xp, (C * KH * KW, N * OH * OW), x.dtype)
-    dst = col.reshape(C, KH, KW, N, OH, OW)
+    K = C * KH * KW
+    col = _ws.take(xp, (K + 1 if ones else K, N * OH * OW), x.dtype)
+    dst = col[:K].reshape(C, KH, KW, N, OH, OW)
     src = win.transpose(1, 2, 3, 0, 4, 5)
 
     def chunk(a, b):
         dst[:, :, :, a:b] = src[:, :, :, a:b]
 
     _parallel(xp, chunk, N, col.size)
+    if ones:
+        col[K].fill(1)
     if xpad is not x:
         _ws.give(_base(xpad))
     return col, True
@@ -280,18 +329,29 @@ def _col2im(col, in_hw, stride, pad, b=None):
 
 
 def _conv2d_array(x, W, b, stride, pad):
-    """conv2d on arrays; returns (y, col, owned) with col the GEMM operand (kept for gW).
+    """conv2d on arrays; returns (y, col, owned) with col the GEMM operand (kept for gW;
+    on the channel-major path with a bias, its last row is the bias's row of ones).
 
-    The GEMM gives (OC, N, OH, OW); it is handed out as a contiguous NCHW array (one
-    transposing copy that also adds the bias; none for N == 1) so that every op downstream
-    sees the usual layout.
+    The GEMM gives (OC, N, OH, OW). The reference path hands it out as a contiguous NCHW
+    array (one transposing copy that also adds the bias; none for N == 1); the
+    channel-major path hands it out as it is (see PATHS).
     """
     xp = cuda.get_array_module(x)
     N = x.shape[0]
     OC, _, KH, KW = W.shape
     OH, OW = _out_hw(x.shape[2:], (KH, KW), stride, pad)
-    col, owned = _col_matrix(x, (KH, KW), stride, pad)
     W2 = W.reshape(OC, -1)
+    if _channel_major(xp) and N > 1:
+        unfold = (KH, KW, *stride, *pad) != (1, 1, 1, 1, 0, 0)
+        ones = b is not None and unfold
+        col, owned = _col_matrix(x, (KH, KW), stride, pad, ones=ones)
+        if ones:  # the bias as one more column of W, against col's row of ones
+            W2 = xp.concatenate([W2, b.reshape(OC, 1).astype(W2.dtype, copy=False)], axis=1)
+        t = xp.matmul(W2, col)  # (OC, N*OH*OW): the one large GEMM, bias included
+        if b is not None and not ones:  # a 1x1 convolution: x itself is the operand
+            t += b.reshape(OC, 1)
+        return t.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3), col, owned
+    col, owned = _col_matrix(x, (KH, KW), stride, pad)
     dtype = np.result_type(W2.dtype, col.dtype)
     if N == 1:
         y = W2 @ col
@@ -385,7 +445,9 @@ def _deconv2d_wide(x, W, b, pad, outsize):
     per_image = OC * K2 * S * np.dtype(dtype).itemsize
     k = min(N, -(-N * per_image // _WIDE_SLICE_BYTES))
     bounds = [N * i // k for i in range(k + 1)]
-    y = xp.empty((N, OC, OH, OW), dtype=dtype)
+    cm = _channel_major(xp)
+    # channel-major: the result stays in the GEMM's (OC, N, ...) order (no transposition)
+    y = _new_image(xp, (N, OC, OH, OW), dtype, cm, fill=None)
     b4 = None if b is None else b.reshape(1, OC, 1, 1)
     xt = x.transpose(1, 0, 2, 3)
     slack = (KH - 1) * Wp + KW - 1  # after the last image: it only receives zeros
@@ -437,11 +499,14 @@ def _long_product(xp, a, b):
 
 
 def _conv2d_grad_w_array(x, gy, ksize, stride, pad, col=None, gy_mat=None, col_owned=False):
-    """gW (OC, C, KH, KW) = gy (OC, N*OH*OW) @ col(x).T: one GEMM over the batch."""
+    """gW (OC, C, KH, KW) = gy (OC, N*OH*OW) @ col(x).T: one GEMM over the batch. A kept
+    col may carry the bias's row of ones at the bottom (conv2d's channel-major path)."""
     C = x.shape[1]
     OC = gy.shape[1]
     if col is None:
         col, col_owned = _col_matrix(x, ksize, stride, pad)
+    full = col
+    col = col[:C * ksize[0] * ksize[1]]
     gy_owned = False
     if gy_mat is None:
         gy_mat, gy_owned = _channel_matrix(gy, scratch=True)
@@ -450,7 +515,7 @@ def _conv2d_grad_w_array(x, gy, ksize, stride, pad, col=None, gy_mat=None, col_o
     # contraction (K = N*OH*OW) markedly faster
     gW = xp.ascontiguousarray(_long_product(xp, col, gy_mat).T).reshape(OC, C, *ksize)
     if col_owned:
-        _ws.give(col)
+        _ws.give(full)
     if gy_owned:
         _ws.give(gy_mat)
     return gW
@@ -482,8 +547,9 @@ def _pool2x2(xp, x, record):
     y = xp.maximum(m0, m1)  # (N, C, OH, OW)
     if not record:
         return y, None
-    col = xp.greater(b, a).astype(x.dtype)
-    row = xp.greater(m1, m0).astype(x.dtype)
+    # written straight in x's dtype (and layout): no separate cast of a bool mask
+    col = xp.greater(b, a, out=xp.empty_like(a))
+    row = xp.greater(m1, m0, out=xp.empty_like(y))
     return y, (col, row)
 
 
@@ -499,9 +565,16 @@ def _pool2x2_scatter(xp, gy, masks):
     """The backward of :func:`_pool2x2`: route gy to the winning row, then column."""
     col, row = masks
     N, C, OH, OW = gy.shape
-    gm = xp.empty((N, C, OH, 2, OW), dtype=gy.dtype)
+    cm = _channel_major(xp) and _cn_order(col)  # the forward's input was channel-major
+
+    def new(shape):  # in the forward input's layout, so that ops after us keep it
+        if not cm:
+            return xp.empty(shape, dtype=gy.dtype)
+        return xp.empty((shape[1], shape[0], *shape[2:]), dtype=gy.dtype).swapaxes(0, 1)
+
+    gm = new((N, C, OH, 2, OW))
     _pair_scatter(xp, gy, row, gm[:, :, :, 0], gm[:, :, :, 1])
-    gx = xp.empty((N, C, 2 * OH, OW, 2), dtype=gy.dtype)
+    gx = new((N, C, 2 * OH, OW, 2))
     _pair_scatter(xp, gm.reshape(N, C, 2 * OH, OW), col, gx[..., 0], gx[..., 1])
     return gx.reshape(N, C, 2 * OH, 2 * OW)
 

@@ -8,8 +8,13 @@ imports them for its shape grid.
 import numpy as np
 
 import dezero.functions as F
+from dezero.functions import _conv_kernels
 from dezero.utils import get_conv_outsize, get_deconv_outsize, pair
 from tests.opdb.base import OpInfo, Sample, u
+
+# The kernels' implementations, the reference first (see _conv_kernels.PATHS).
+PATHS = {name: (lambda name=name: _conv_kernels.use_path(name))
+         for name in ("reference", *(p for p in _conv_kernels.PATHS if p != "reference"))}
 
 
 # =============================================================================
@@ -99,8 +104,15 @@ def ref_average_pooling(x, kernel_size, stride=1, pad=0):
 # =============================================================================
 # Samples (small: the double-backward check differentiates numerically per element)
 # =============================================================================
+def _cn(a):
+    """``a`` (N, C, H, W) stored channel-major, as the channel-major path's outputs are."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
 def _conv_samples(rng):
     return [
+        Sample((_cn(u(rng, 3, 2, 5, 4)), u(rng, 2, 2, 3, 3), u(rng, 2)), {"pad": 1},
+               "channel-major-input"),
         Sample((u(rng, 2, 2, 5, 5), u(rng, 3, 2, 3, 3), u(rng, 3)), {"pad": 1}, "3x3-s1-p1"),
         Sample((u(rng, 1, 3, 6, 5), u(rng, 2, 3, 2, 3)), {"stride": 2}, "nobias-2x3-s2"),
         Sample((u(rng, 2, 1, 5, 6), u(rng, 2, 1, 3, 2), u(rng, 2)),
@@ -125,6 +137,7 @@ def _deconv_samples(rng):
 def _pool_samples(rng):
     return [
         Sample((u(rng, 2, 2, 4, 4), 2), {"stride": 2}, "2x2-s2"),
+        Sample((_cn(u(rng, 3, 2, 4, 6)), 2), {"stride": 2}, "2x2-s2-channel-major-input"),
         Sample((u(rng, 1, 2, 5, 5), 3), {"stride": 2, "pad": 1}, "3x3-s2-p1-overlap"),
         Sample((u(rng, 1, 1, 5, 6), (2, 3)), {"stride": (1, 2)}, "nonsquare"),
     ]
@@ -149,10 +162,10 @@ def _col2im_samples(rng):
 
 
 OPS = [
-    OpInfo("conv2d", F.conv2d, ref_conv2d, _conv_samples),
+    OpInfo("conv2d", F.conv2d, ref_conv2d, _conv_samples, paths=PATHS),
     OpInfo("conv2d_simple", F.conv2d_simple, ref_conv2d, _conv_samples),
-    OpInfo("deconv2d", F.deconv2d, ref_deconv2d, _deconv_samples),
-    OpInfo("pooling", F.pooling, ref_pooling, _pool_samples),
+    OpInfo("deconv2d", F.deconv2d, ref_deconv2d, _deconv_samples, paths=PATHS),
+    OpInfo("pooling", F.pooling, ref_pooling, _pool_samples, paths=PATHS),
     OpInfo("pooling_simple", F.pooling_simple, ref_pooling, _pool_samples),
     OpInfo("average_pooling", F.average_pooling, ref_average_pooling, _pool_samples),
     OpInfo("im2col", F.im2col, ref_im2col, _im2col_samples),
