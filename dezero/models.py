@@ -753,11 +753,13 @@ class GPT(Model):
         from dezero.serialization import atomic_write, save_safetensors
 
         folder = os.fspath(folder)
-        os.makedirs(folder, exist_ok=True)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(f"save_pretrained: {folder!r} is a file, not a folder")
         params = dict(self.named_params())
         missing = [n for n, p in params.items() if p.data is None]
         if missing:
             raise ValueError(f"save_pretrained: parameters not initialised yet: {missing}")
+        os.makedirs(folder, exist_ok=True)
         tensors = {}
         for hf_name, name in _gpt2_names(self.n_layer, self.tie_weights).items():
             array = cuda.as_numpy(params[name].data)

@@ -160,6 +160,17 @@ def test_save_pretrained_round_trip_is_exact(tmp_path, tied):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
 
 
+def test_save_pretrained_refuses_a_file_and_uninitialised_parameters(tmp_path):
+    model = GPT(10, 4, n_layer=1, n_head=1, n_embd=4)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        model.save_pretrained(tmp_path / "f")
+    model.blocks[0].fc.W.data = None
+    with pytest.raises(ValueError, match=r"not initialised yet: \['blocks/0/fc/W'\]"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_save_pretrained_writes_hugging_faces_layout(tmp_path):
     from safetensors import safe_open
 
