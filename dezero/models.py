@@ -634,7 +634,8 @@ class GPT(Model):
         B = self.block_size
         out = xp.empty((N, T0 + max_new_tokens), dtype=ids.dtype)
         out[:, :T0] = ids
-        caches = [L.KVCache(B) for _ in self.blocks] if use_cache else None
+        capacity = min(B, T0 + max_new_tokens)  # the most positions a cache will hold
+        caches = [L.KVCache(capacity) for _ in self.blocks] if use_cache else None
         done = None if eos_id is None else xp.zeros(N, dtype=bool)
         with no_grad(), test_mode():
             for t in range(T0, T0 + max_new_tokens):
