@@ -455,6 +455,8 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
     mnist = res.table(f"MNIST CNN {arch}, batch {batch}, float32: one iteration",
                       unit="ms/iter", scale=1e3)
     mnist_rss = res.rss_table(f"MNIST CNN, batch {batch}: peak memory of the process")
+    mnist_faults = res.faults_table(f"MNIST CNN, batch {batch}: page faults per call",
+                                    cases=[MNIST_CASES[0]])
 
     res = compare("bench_cnn", "conv_layer", quick=quick, rounds=rounds, min_round_s=min_round,
                   rtol=1e-3, atol=1e-3)
@@ -483,7 +485,7 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
                          title="dezero MNIST CNN training step")
         profile_workload(conv_layer, CONV_CASES[0], calls=3 if quick else 50, quick=quick,
                          title="dezero conv2d forward, layer 2")
-    return [mnist, mnist_rss, conv, vgg, resnet, resnet_rss]
+    return [mnist, mnist_rss, mnist_faults, conv, vgg, resnet, resnet_rss]
 
 
 if __name__ == "__main__":

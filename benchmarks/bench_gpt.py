@@ -196,13 +196,14 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
                   rtol=1e-4, atol=1e-5)
     default = res.table(f"{title}, default threads", unit="ms", scale=1e3)
     rss = res.rss_table("GPT, default threads: peak memory of the process")
+    faults = res.faults_table("GPT, default threads: page faults per call", cases=[STEP])
     res1 = compare("bench_gpt", quick=quick, rounds=rounds, min_round_s=min_round, threads=1,
                    rtol=1e-4, atol=1e-5)
     one = res1.table(f"{title}, 1 thread each", unit="ms", scale=1e3)
     if profile:
         profile_workload(workload, STEP, calls=3 if quick else 20, quick=quick,
                          title="dezero, one GPT training step")
-    return [default, one, rss]
+    return [default, one, rss, faults]
 
 
 if __name__ == "__main__":

@@ -277,6 +277,13 @@ def print_environment(file=None) -> None:
 # =============================================================================
 # Tables
 # =============================================================================
+def _ratio(d, t):
+    """first / baseline, or None without a baseline (or a zero one, as a count can be)."""
+    if d is None or t is None or t.median == 0:
+        return None
+    return d.median / t.median
+
+
 @dataclass
 class Table:
     """One result table: rows of (case, first-column Timing, baseline Timing or None).
@@ -295,8 +302,7 @@ class Table:
         self.rows.append((case, dezero, torch, scale))
 
     def ratios(self) -> dict:
-        return {case: (d.median / t.median if t is not None else None)
-                for case, d, t, _ in self.rows}
+        return {case: _ratio(d, t) for case, d, t, _ in self.rows}
 
     def to_dict(self) -> dict:
         """The table as plain data (what ``run.py --json`` writes): per row the case, the
@@ -312,7 +318,7 @@ class Table:
             "unit": self.unit,
             "columns": list(self.columns),
             "rows": [{"case": case, "dezero": timing(d, scale), "torch": timing(t, scale),
-                      "ratio": None if t is None else d.median / t.median}
+                      "ratio": _ratio(d, t)}
                      for case, d, t, scale in self.rows],
         }
 
@@ -324,7 +330,8 @@ class Table:
 
         body = []
         for case, d, t, scale in self.rows:
-            ratio = "-" if t is None else f"{d.median / t.median:.2f}x"
+            r = _ratio(d, t)
+            ratio = "-" if r is None else f"{r:.2f}x"
             body.append((case, cell(d, scale), cell(t, scale), ratio))
         head = ("case", f"{self.columns[0]} ({self.unit})", f"{self.columns[1]} ({self.unit})",
                 "ratio")
@@ -389,6 +396,7 @@ class Comparison:
     timings: dict  # column -> case -> Timing
     peak_rss: dict  # column -> bytes above the RSS after import (None where unknown)
     info: dict
+    faults: dict = field(default_factory=dict)  # column -> case -> page faults per call
 
     @property
     def has_baseline(self) -> bool:
@@ -427,6 +435,16 @@ class Comparison:
             as_t = [None if v is None else Timing(float(v), 0.0, 1, 1) for v in values]
             table.add("peak RSS above RSS after import", as_t[0],
                       as_t[1] if len(as_t) > 1 else None, scale=1 / 2**20)
+        return table
+
+    def faults_table(self, title: str, cases=None) -> Table:
+        """Page faults per call (fresh pages the step touched; the median over the
+        rounds), first side vs baseline: what an allocator that keeps freed memory saves."""
+        table = Table(title, unit="faults/call", columns=self._column_names())
+        for case in cases or list(self.faults.get(self.columns[0], {})):
+            values = [self.faults.get(c, {}).get(case) for c in self.columns]
+            as_t = [None if v is None else Timing(float(v), 0.0, 1, 1) for v in values]
+            table.add(case, as_t[0], as_t[1] if len(as_t) > 1 else None, scale=1.0)
         return table
 
     def _column_names(self):
@@ -519,6 +537,7 @@ def compare(module: str, setup: str = "workload", *, quick: bool = False,
         _check_agree(module, workers, rtol, atol)
         numbers: dict = {}
         samples = {w.side.name: {c: [] for c in names} for w in workers}
+        faults = {w.side.name: {c: [] for c in names} for w in workers}
         last = None
         pause = 0.0 if quick else SETTINGS["pause"]
         for r in range(rounds):
@@ -536,6 +555,7 @@ def compare(module: str, setup: str = "workload", *, quick: bool = False,
                         numbers[key] = reply["number"]
                     reply = w.request(op="round", case=case, number=numbers[key])
                     samples[w.side.name][case].append(reply["seconds"] / numbers[key])
+                    faults[w.side.name][case].append(reply["faults"] / numbers[key])
                     last = w
         finals = [w.request(op="done") for w in workers]
     finally:
@@ -550,6 +570,8 @@ def compare(module: str, setup: str = "workload", *, quick: bool = False,
                                for c in names if samples[w.side.name][c]} for w in workers},
         peak_rss={w.side.name: f.get("peak_rss") for w, f in zip(workers, finals)},
         info=info,
+        faults={w.side.name: {c: statistics.median(v) for c, v in faults[w.side.name].items()
+                              if v} for w in workers},
     )
 
 
@@ -584,6 +606,15 @@ def _rss_kib(field_name):
     except OSError:
         pass
     return None
+
+
+def _minor_faults():
+    """Page faults of this process so far that needed no disk read (fresh pages)."""
+    try:
+        import resource
+    except ImportError:  # not on a Unix
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _worker_main(spec_json: str) -> None:
@@ -644,7 +675,9 @@ def _worker_main(spec_json: str) -> None:
             elif op == "round":
                 fn = wl.cases[msg["case"]]
                 gc.collect()
-                send({"seconds": _round(fn, msg["number"])})
+                faults = _minor_faults()
+                seconds = _round(fn, msg["number"])
+                send({"seconds": seconds, "faults": _minor_faults() - faults})
             elif op == "done":
                 peak = _rss_kib("VmHWM")
                 send({"peak_rss": None if peak is None or base is None

@@ -85,6 +85,10 @@ def test_table_without_torch_shows_dashes(common):
     assert rows[0] == "### demo"
     assert rows[1].split("|")[1:5] == [" case       ", " dezero (us) ", " torch (us) ", " ratio "]
     assert rows[3].rstrip().endswith("| 0.50x |")
+    zero = common.Table("counts", unit="n")
+    zero.add("none on either side", common.Timing(0.0, 0.0, 1, 1), common.Timing(0.0, 0.0, 1, 1))
+    assert zero.format().splitlines()[-1].rstrip().endswith("| - |")
+    assert zero.to_dict()["rows"][0]["ratio"] is None
     assert rows[4].split("|")[3].strip() == "-" and rows[4].split("|")[4].strip() == "-"
     assert table.ratios() == {"with torch": 0.5, "no torch": None}
 
@@ -114,6 +118,8 @@ def test_compare_ab_runs_two_trees_in_their_own_processes(common, monkeypatch):
     assert table.columns == res.columns and table.rows[0][2] is not None
     rss = res.rss_table("memory")
     assert rss.unit == "MiB"
+    faults = res.faults_table("page faults", cases=["forward"])
+    assert faults.unit == "faults/call" and faults.rows[0][1].median >= 0
 
 
 def test_compare_reports_a_failing_workload(common, monkeypatch):
