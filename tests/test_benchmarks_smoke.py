@@ -87,7 +87,7 @@ def test_table_without_torch_shows_dashes(common):
     assert rows[3].rstrip().endswith("| 0.50x |")
     zero = common.Table("counts", unit="n")
     zero.add("none on either side", common.Timing(0.0, 0.0, 1, 1), common.Timing(0.0, 0.0, 1, 1))
-    assert zero.format().splitlines()[-1].rstrip().endswith("| - |")
+    assert zero.format().splitlines()[-1].split("|")[4].strip() == "-"
     assert zero.to_dict()["rows"][0]["ratio"] is None
     assert rows[4].split("|")[3].strip() == "-" and rows[4].split("|")[4].strip() == "-"
     assert table.ratios() == {"with torch": 0.5, "no torch": None}
