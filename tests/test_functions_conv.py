@@ -654,3 +654,27 @@ def test_weight_gradient_without_the_kept_im2col_matrix(monkeypatch):
     assert not kept
     for a, c in zip(got, want):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not conv_module._conv_numba.AVAILABLE, reason="needs numba (extra fast)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_compiled_2x2_pooling_equals_the_numpy_kernels_bit_for_bit(dtype, channel_major):
+    rng = np.random.default_rng(31)
+    x = rng.integers(-3, 3, (3, 4, 6, 8)).astype(dtype)  # many ties
+    x[0, 0, 0, 1] = np.nan  # NaN in a window's second column, and in a first one
+    x[1, 2, 3, 2] = np.nan
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    gy = rng.uniform(-1, 1, (3, 4, 3, 4)).astype(dtype)
+    y_np, masks_np = conv_module._pool2x2(np, x, True)
+    y_nb, masks_nb = conv_module._conv_numba.pool2x2(x, True)
+    np.testing.assert_array_equal(y_nb, y_np)  # NaN where NumPy has NaN
+    for a, b in zip(masks_nb, masks_np):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    with conv_module.use_path("channel_major"):
+        gx_np = conv_module._pool2x2_scatter(np, gy, masks_np)
+    gx_nb = conv_module._conv_numba.pool2x2_scatter(gy, masks_nb)
+    np.testing.assert_array_equal(gx_nb, gx_np)
+    assert conv_module._cn_order(gx_nb) == channel_major == conv_module._cn_order(y_nb)

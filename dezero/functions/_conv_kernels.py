@@ -42,6 +42,7 @@ import numpy as np
 
 from dezero import cuda, parallel
 from dezero.array_utils import get_conv_outsize
+from dezero.functions import _conv_numba
 
 # =============================================================================
 # Paths: the reference layout and the channel-major one
@@ -55,7 +56,9 @@ from dezero.array_utils import get_conv_outsize
 # "reference": contiguous NCHW outputs (one transposing copy that adds the bias), as
 # before. Both give the same numbers (the same GEMMs); the op table checks both
 # (tests/test_ops.py). CuPy arrays always take the reference path.
-PATHS = ("channel_major", "reference")
+# "numba" (the default where numba is installed, extra ``fast``): channel-major, and the
+# tiled 2x2 max pooling and its backward as compiled one-pass kernels (_conv_numba).
+PATHS = (("numba",) if _conv_numba.AVAILABLE else ()) + ("channel_major", "reference")
 _path = threading.local()
 
 
@@ -81,7 +84,12 @@ class use_path:
 
 
 def _channel_major(xp):
-    return xp is np and _current_path() == "channel_major"
+    return xp is np and _current_path() != "reference"
+
+
+def _compiled(*arrays):
+    """Whether the compiled kernels take these arrays (the numba path, NumPy floats)."""
+    return _current_path() == "numba" and _conv_numba.supports(*arrays)
 
 
 def _out_hw(in_hw, ksize, stride, pad):
@@ -116,7 +124,7 @@ class _Workspace(threading.local):
     """
 
     min_bytes = 1 << 20  # smaller arrays are cheap for malloc: not kept
-    max_bytes = 256 << 20  # at most this much is kept (least recently returned go first)
+    max_bytes = 64 << 20  # at most this much is kept (least recently returned go first)
 
     def __init__(self):
         self.free: dict = {}
@@ -595,6 +603,8 @@ def _max_pool(x, ksize, stride, pad, record):
     keep the two masks of :func:`_pool2x2` instead."""
     xp = cuda.get_array_module(x)
     if _tiled_2x2(x.shape, ksize, stride, pad):
+        if _compiled(x):
+            return _conv_numba.pool2x2(x, record)
         return _pool2x2(xp, x, record)
     KH, KW = ksize
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
@@ -636,6 +646,8 @@ def _max_pool_scatter(gy, indexes, x_shape, ksize, stride, pad):
     """The backward of max pooling: each output gradient goes to its window's winner."""
     xp = cuda.get_array_module(gy)
     if isinstance(indexes, tuple):
+        if _compiled(gy, *indexes):
+            return _conv_numba.pool2x2_scatter(gy, indexes)
         return _pool2x2_scatter(xp, gy, indexes)
     KH, KW = ksize
     (SY, SX), (PH, PW) = stride, pad
