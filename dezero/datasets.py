@@ -65,6 +65,13 @@ class Dataset:
     """
 
     def __init__(self, train=True, transform=None, target_transform=None):
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: train must be True (the training split) or "
+                            f"False (the test split), got {train!r}")
+        for name, fn in (("transform", transform), ("target_transform", target_transform)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{type(self).__name__}: {name} must be callable or None, got "
+                                f"{fn!r}")
         self.train = train
         self.transform = transform
         self.target_transform = target_transform
@@ -113,6 +120,9 @@ class Dataset:
         overridden; otherwise sample by sample through ``self[i]``.
         """
         indices = np.asarray(indices)
+        if indices.size and indices.dtype.kind not in "iu":
+            raise TypeError(f"{type(self).__name__}.get_batch: indices must be integers, got "
+                            f"dtype {indices.dtype}")
         if type(self).__getitem__ is Dataset.__getitem__ and isinstance(self.data, np.ndarray):
             n = len(self)
             if indices.size and (indices.max() >= n or indices.min() < -n):
@@ -148,6 +158,9 @@ def get_spiral(train=True):
     >>> x.shape, x.dtype, np.bincount(t).tolist()
     ((300, 2), dtype('float32'), [100, 100, 100])
     """
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"get_spiral: train must be True (the training split) or False (the "
+                        f"test split), got {train!r}")
     rng = np.random.RandomState(1984 if train else 2020)
     num_data, num_class = 100, 3
     rate = np.arange(num_data) / num_data
@@ -685,6 +698,9 @@ class TinyShakespeare(Dataset):
 
     def get_batch(self, indices):
         indices = np.asarray(indices)
+        if indices.size and indices.dtype.kind not in "iu":
+            raise TypeError(f"TinyShakespeare.get_batch: indices must be integers, got dtype "
+                            f"{indices.dtype}")
         n = len(self)
         if indices.size and (indices.max() >= n or indices.min() < -n):
             bad = indices[(indices >= n) | (indices < -n)][0]

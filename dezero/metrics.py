@@ -96,6 +96,9 @@ class Metric:
 
     def __init__(self, name: str | None = None):
         if name is not None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{type(self).__name__}: name must be a non-empty str (the key "
+                                f"in the history), got {name!r}")
             self.name = name
         self.state: dict[str, Any] = {}
 
@@ -231,6 +234,9 @@ class Metric:
         op="sum")``). Every process must hold the same keys, so call it after at least one
         batch on each.
         """
+        if not callable(getattr(comm, "allreduce", None)):
+            raise TypeError(f"{type(self).__name__}.allreduce: comm must be a communicator with "
+                            f"allreduce(array, op='sum'), got {comm!r}")
         self.state = {k: comm.allreduce(v, op="sum") for k, v in sorted(self.state.items())}
 
     def __repr__(self):

@@ -77,6 +77,10 @@ def _atomic_path(path) -> Iterator[str]:
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: the folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a folder")
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)
     os.close(fd)
@@ -122,6 +126,9 @@ def save_npz_atomic(path, arrays: Mapping[str, Any]) -> None:
     ) as zf:
         for key, value in arrays.items():
             array = np.asarray(cuda.as_numpy(value))
+            if array.dtype.hasobject:
+                raise ValueError(f"{key!r}: an array of Python objects (dtype object) cannot be "
+                                 f"saved without pickle")
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
         # the member count, checked on load: zipfile itself would not notice a
@@ -662,8 +669,14 @@ def model_fingerprint(model: Layer) -> list[tuple[str, tuple[int, ...] | None]]:
     be searched for the ones that fit a model without loading them
     (``checkpoint_fingerprint``, ``fingerprint_mismatch``).
     """
+    _check_model(model)
     return [(name, None if p.data is None else tuple(int(n) for n in p.data.shape))
             for name, p in model.named_params()]
+
+
+def _check_model(model) -> None:
+    if not callable(getattr(model, "named_params", None)):
+        raise TypeError(f"expected a Layer (a model), got {type(model).__name__}")
 
 
 def checkpoint_fingerprint(path) -> list[tuple[str, tuple[int, ...] | None]]:
@@ -714,6 +727,10 @@ def fingerprint_mismatch(fingerprint, model: Layer) -> str | None:
     checkpoints) are left out when they are the model's buffers.
     """
     mine = model_fingerprint(model)
+    if not isinstance(fingerprint, (list, tuple)) or not all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)
+            for e in fingerprint):
+        raise TypeError(f"a fingerprint is a list of (name, shape) pairs, got {fingerprint!r:.80}")
     buffers = {name for name, _ in model.named_buffers()}
     theirs = [(n, s) for n, s in fingerprint if n not in buffers]
     for i, ((name, shape), (other, other_shape)) in enumerate(zip(mine, theirs)):

@@ -291,9 +291,11 @@ class ModelCheckpoint(Callback):
     def checkpoint_name(cls, epoch: int, iteration: int | None = None) -> str:
         """``epoch-0003.ckpt`` after epoch 3; ``epoch-0003-iter-001234.ckpt`` for a checkpoint
         taken after 3 epochs and 1234 updates in all (in the middle of epoch 4)."""
+        epoch = _int_arg("ModelCheckpoint.checkpoint_name", "epoch", epoch, 0)
         name = cls.pattern.format(epoch=epoch)
         if iteration is None:
             return name
+        iteration = _int_arg("ModelCheckpoint.checkpoint_name", "iteration", iteration, 0)
         return name[: -len(".ckpt")] + f"-iter-{iteration:06d}.ckpt"
 
     @classmethod
@@ -417,6 +419,8 @@ class CSVLogger(Callback):
 
     def __init__(self, path, separator: str = ","):
         self.path = os.fspath(path)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
         self.separator = separator
 
     def on_epoch_end(self, trainer, logs):
@@ -498,7 +502,10 @@ class CurvePlot(Callback):
 
     def __init__(self, path, keys=None, title: str | None = None):
         self.path = os.fspath(path)
-        self.keys = keys
+        if keys is not None and (isinstance(keys, str) or not all(
+                isinstance(k, str) for k in keys)):
+            raise TypeError(f"CurvePlot: keys must be a list of logged names (str), got {keys!r}")
+        self.keys = None if keys is None else list(keys)
         self.title = title
 
     def on_train_end(self, trainer):
@@ -517,6 +524,11 @@ class CurvePlot(Callback):
         keys = self.keys or [k for k, v in history[0].items()
                              if _is_scalar(v) and not k.startswith("val_")
                              and k not in ("epoch", "iteration", "lr", "time")]
+        for key in keys:
+            if key not in history[0] and "val_" + key not in history[0]:
+                logged = [k for k, v in history[0].items() if _is_scalar(v)]
+                raise KeyError(f"CurvePlot: {key!r} is not among the values logged each epoch "
+                               f"{logged}")
         fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
         epochs = [h["epoch"] for h in history]
         for ax, key in zip(axes[0], keys):
@@ -700,6 +712,14 @@ class Trainer:
         # stable: equal orders keep the order given
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.scheduler, self.schedule_per = scheduler, schedule_per
+        if jit and comm is not None:
+            raise ValueError("Trainer: jit=True cannot be combined with comm (distributed "
+                             "gradient averaging runs on the host, outside a replayed step)")
+        if comm is not None and not (isinstance(getattr(comm, "rank", None), int)
+                                     and isinstance(getattr(comm, "size", None), int)
+                                     and callable(getattr(comm, "allreduce", None))):
+            raise TypeError(f"Trainer: comm must be a communicator (rank, size, allreduce), "
+                            f"got {comm!r}")
         self.comm = comm
         self.is_root = comm is None or comm.rank == 0
         if progress is None:
@@ -715,9 +735,6 @@ class Trainer:
         self._gpu_seed = None
         self._last_lr = None
         self._interrupts = _Interrupts()
-        if jit and comm is not None:
-            raise ValueError("Trainer: jit=True cannot be combined with comm (distributed "
-                             "gradient averaging runs on the host, outside a replayed step)")
         self._train_step = _make_train_step(model, optimizer, loss_fn, jit)
 
     @property
