@@ -379,3 +379,28 @@ def test_importing_dezero_stops_the_page_faults_of_repeated_steps():
     else:
         assert out["keep"][0] == "False"
     assert out["default"][0] == "False"
+
+
+def test_kv_cache_grows_checks_shapes_and_refuses_a_graph():
+    import dezero.layers as L
+
+    with pytest.raises(ValueError, match="max_len must be a positive int or None, got 0"):
+        L.KVCache(0)
+    cache = L.KVCache(max_len=2)
+    k = np.arange(2 * 3 * 2 * 4, dtype=np.float32).reshape(2, 3, 2, 4)
+    keys, values = cache.append(k, k + 1)
+    assert len(cache) == 2 and keys.shape == (2, 3, 2, 4)
+    np.testing.assert_array_equal(values, k + 1)
+    keys, _ = cache.append(k[:, :, :1] * 10, k[:, :, :1])  # past max_len: it grows
+    assert len(cache) == 3 and cache.keys.shape[2] >= 3
+    np.testing.assert_array_equal(keys[:, :, :2], k)  # the old positions kept
+    np.testing.assert_array_equal(keys[:, :, 2:], k[:, :, :1] * 10)
+    with pytest.raises(ValueError, match=r"reset\(\) it before a batch of another shape"):
+        cache.append(np.zeros((1, 3, 1, 4), np.float32), np.zeros((1, 3, 1, 4), np.float32))
+    cache.reset()
+    assert len(cache) == 0 and cache.append(np.zeros((1, 3, 1, 4), np.float32),
+                                            np.zeros((1, 3, 1, 4), np.float32))[0].shape == (
+        1, 3, 1, 4)
+    mha = L.MultiHeadAttention(8, 2, causal=True)
+    with pytest.raises(RuntimeError, match=r"decode under dezero\.no_grad"):
+        mha(np.ones((1, 2, 8), np.float32), None, L.KVCache())
