@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
 export DEZERO_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: venv train train-distributed gpt test test-numpy1 lint bench gpu-check docs docs-serve clean
+.PHONY: venv train train-distributed gpt test test-numpy1 lint bench gpu-check gpu-data docs docs-serve clean
 
 venv: $(STAMP)
 
@@ -67,9 +67,15 @@ docs: venv
 docs-serve: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
-## On a machine with a CUDA GPU: GPU tests and GPU benchmarks in one go.
+## On a machine with a CUDA GPU: GPU tests, examples and benchmarks in one call of at most
+## 8 minutes (ARGS=--quick: at most 4). Reads its data from gpu_data/ (make gpu-data).
 gpu-check:
-	bash tools/gpu_check.sh
+	PYTHON=$(abspath $(BIN)/python) bash tools/gpu_check.sh $(ARGS)
+
+## Fill gpu_data/ (git-ignored, about 13 MiB) with MNIST and Tiny Shakespeare from
+## DEZERO_DATA_DIR, ../shared/data or ~/.dezero, so that it travels with the working tree.
+gpu-data:
+	bash tools/gpu_check.sh --fill-data
 
 clean:
 	rm -rf $(VENV) .venv-np1 .pytest_cache .ruff_cache site

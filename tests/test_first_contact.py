@@ -81,15 +81,67 @@ def test_wheel_ships_the_license(tmp_path):
     assert b"Name: dezero-next" in metadata
 
 
+def _gpu_check(tmp_path, *args, python=sys.executable, **env):
+    return subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), *args],
+                          capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, "PYTHON": python, "OUT": str(tmp_path / "out"),
+                               **env})
+
+
+def _summary(stdout):
+    table = stdout[stdout.index("== summary"):].splitlines()[1:]
+    return {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in table if line.startswith("| ") and "stage" not in line}
+
+
 @pytest.mark.skipif(cuda.gpu_enable, reason="a GPU is present: make gpu-check runs for real")
-def test_gpu_check_fails_clearly_without_a_gpu():
-    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh")], capture_output=True,
-                          text=True, check=False, env={**os.environ, "PYTHON": sys.executable,
-                                                       "OUT": "/nonexistent/gpu_out"})
+def test_gpu_check_quick_on_a_cpu_runs_to_its_summary_and_passes(tmp_path):
+    proc = _gpu_check(tmp_path, "--quick", GPU_DATA=str(tmp_path / "no-data"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = _summary(proc.stdout)
+    assert summary["environment"] == "PASS"
+    assert summary["GPU tests (a selection)"] == "SKIP"
+    assert summary["jit tests on the GPU"] == "SKIP"  # the jit step table, on a GPU
+    assert "no GPU (CuPy is missing or sees no CUDA device)" in proc.stdout
+    assert "the GPU stages were skipped" in proc.stdout
+    assert proc.stdout.count("== summary") == 1
+
+
+@pytest.mark.skipif(cuda.gpu_enable, reason="a GPU is present: make gpu-check runs for real")
+def test_gpu_check_full_without_a_gpu_fails_clearly(tmp_path):
+    proc = _gpu_check(tmp_path, GPU_DATA=str(tmp_path / "no-data"))
     assert proc.returncode == 2
     assert "gpu-check: FAILED: no usable GPU" in proc.stderr
-    assert "nothing was checked" in proc.stderr
-    assert "== GPU tests" not in proc.stdout
+    assert "nothing on a GPU was checked" in proc.stderr
+    assert set(_summary(proc.stdout).values()) == {"PASS", "SKIP"}
+
+
+def test_gpu_check_exits_non_zero_when_a_stage_fails_or_time_runs_out(tmp_path):
+    # a Python that claims a GPU: every GPU stage then runs, and fails on this machine
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'case "$*" in *"gpu_enable else"*) echo ok; exit 0;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    proc = _gpu_check(tmp_path, "--quick", python=str(fake), TOTAL="40",
+                      GPU_DATA=str(tmp_path / "no-data"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    summary = _summary(proc.stdout)
+    assert summary["MNIST MLP --gpu"] == "FAIL"  # no data: says how to fill gpu_data
+    assert "run make gpu-data" in proc.stdout
+    assert "FAIL" in summary["profiler + anomaly"]
+    assert "gpu-check: FAILED (see the table above)" in proc.stderr
+    assert len(proc.stdout.split("== summary")) == 2
+
+
+def test_gpu_data_is_git_ignored_and_small():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/gpu_data/" in ignored
+    text = (ROOT / "tools" / "gpu_check.sh").read_text()
+    assert "MAX_DATA_MIB=60" in text and "TOTAL=${TOTAL:-460}" in text
+    assert "TOTAL=${TOTAL:-220}" in text  # --quick: under 4 minutes
 
 
 def test_char_rnn_offline_falls_back_to_the_bundled_text(tmp_path, monkeypatch, capsys):
