@@ -15,17 +15,14 @@ synchronisation per check, which is what a debug mode may cost.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from dezero import cuda
+from dezero.callsite import user_location
 from dezero.core import FunctionHook, Variable
 
 __all__ = ["AnomalyError", "detect_anomaly"]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class AnomalyError(RuntimeError):
@@ -41,17 +38,6 @@ class AnomalyError(RuntimeError):
         self.function = function
         self.phase = phase
         self.where = where
-
-
-def _user_site() -> str:
-    """``file:line`` of the innermost frame of the caller's code (outside the dezero
-    package), i.e. the line that called the op."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    if frame is None:
-        return "<unknown>"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def _bad_values(a) -> str | None:
@@ -84,7 +70,7 @@ class _AnomalyHook(FunctionHook):
         self._in_backward: list = []
 
     def forward_pre(self, f, inputs) -> None:
-        f._anomaly_where = _user_site()
+        f._anomaly_where = user_location()
 
     def forward_post(self, f, xs, outputs) -> None:
         for i, y in enumerate(outputs):

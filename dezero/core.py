@@ -9,24 +9,41 @@ import contextlib
 import heapq
 import numbers
 import threading
-import weakref
 from typing import Any
+from weakref import ref as _weakref
 
 import numpy as np
 
 from dezero import cuda
 from dezero.array_utils import sum_to
+from dezero.hooks import (
+    FunctionHook,
+    HookHandle,
+    has_variable_hooks,
+    register_variable_hook,
+    run_variable_hooks,
+    variable_hooks,
+)
+from dezero.hooks import active as _active
 
 __all__ = [
+    "BackwardPass",
     "Config",
     "Function",
     "FunctionHook",
+    "HookHandle",
     "Parameter",
     "Variable",
+    "accumulate_grad",
     "add",
+    "add_grads",
     "as_array",
     "as_variable",
+    "constant",
+    "constant_like",
+    "current_pass",
     "div",
+    "grad",
     "mul",
     "neg",
     "no_grad",
@@ -80,9 +97,9 @@ class Config(metaclass=_PerThread):
 
 
 # The engine reads the calling thread's settings through this object (the fastest path);
-# it also holds the thread's FunctionHooks (below).
+# it also holds the backward pass running in the thread (current_pass()).
 _settings = Config._local
-type(_settings).hooks = ()
+type(_settings).backward_pass = None
 
 
 @contextlib.contextmanager
@@ -113,6 +130,7 @@ test_mode.__test__ = False  # keep pytest from collecting it when imported into 
 # Arrays
 # =============================================================================
 _SCALAR_TYPES = (numbers.Number, np.generic)
+_ndarray = np.ndarray
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 
 
@@ -123,7 +141,7 @@ def as_array(x, array_module=np):
     return x
 
 
-def _constant_like(c, x):
+def constant_like(c, x):
     """Turn the scalar or array ``c`` into an array that can meet ``x``'s data in an op.
 
     Python and NumPy scalars take ``x``'s dtype where that loses nothing (a float scalar
@@ -180,7 +198,7 @@ class Variable:
     __array_priority__ = 200
 
     def __init__(self, data=None, name: str | None = None):
-        if data is not None and type(data) is not np.ndarray and not isinstance(
+        if data is not None and type(data) is not _ndarray and not isinstance(
             data, cuda.array_types
         ):
             data = _scalar_to_array(data)
@@ -228,6 +246,9 @@ class Variable:
 
     def cleargrad(self) -> None:
         self.grad = None
+        if _active.hooks:
+            for h in _active.hooks:
+                h.cleargrad(self)
 
     def unchain(self) -> None:
         """Forget the creator: this Variable becomes a leaf."""
@@ -252,90 +273,25 @@ class Variable:
     def backward(self, retain_grad: bool = False, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``grad`` of every Variable upstream.
 
-        Functions are visited in descending generation order (a heap), each exactly once.
-        Gradients of intermediate Variables are freed unless ``retain_grad``. With
-        ``create_graph`` the backward pass runs each Function's ``backward`` on Variables and
-        is itself recorded as a graph (for higher order derivatives); without it, Functions
-        that define ``backward_array`` compute their gradients on plain arrays.
+        The pass is :func:`grad`'s, seeded with ``self.grad`` (ones when None), and stores
+        what it computes into ``.grad``: each leaf's gradient is added to what its ``.grad``
+        holds (PyTorch's and the book's accumulation); the gradients of intermediate
+        Variables are freed as soon as they have been used, unless ``retain_grad``, which
+        keeps them in ``.grad`` too. With ``create_graph`` the backward pass is itself
+        recorded as a graph (Functions run their ``backward`` on Variables), for higher order
+        derivatives; without it, Functions that define ``backward_array`` compute on arrays.
 
         Hooks registered with :meth:`register_hook` run once per pass, when their
         Variable's gradient is complete (see there).
         """
         if self.data is None:
             raise ValueError("backward() called on a Variable without data (data is None)")
-        if self.grad is None:
-            xp = cuda.get_array_module(self.data)
-            self.grad = Variable(xp.ones_like(self.data))
-        hooks = _settings.hooks
-        var_hooks = None
-        if _var_hooks:  # some Variable has hooks: they run as one more observer of the pass
-            var_hooks = dezero.hooks.VariableHookRunner(self, create_graph)
-            hooks = (*hooks, var_hooks)
-        if self.creator is None:
-            if var_hooks is not None:
-                var_hooks.finish()
-            return
-
-        heap: list = []
-        seen = set()
-        counter = 0  # tie-breaker so that Functions themselves are never compared
-        heappush, heappop = heapq.heappush, heapq.heappop
-        f = self.creator
-        seen.add(id(f))
-        heappush(heap, (-f.generation, counter, f))
-        old = _settings.enable_backprop
-        _settings.enable_backprop = create_graph
-        try:
-            while heap:
-                f = heappop(heap)[2]
-                outputs = [ref() for ref in f.outputs]
-                inputs = f.inputs
-                if hooks:
-                    for h in hooks:
-                        h.backward_pre(f)
-                if create_graph or f.backward_array is None:
-                    gxs = _as_grads(f, f.backward(*[None if y is None else y.grad
-                                                    for y in outputs]), create_graph)
-                else:
-                    if len(outputs) == 1:  # then alive: the pass reached f through it
-                        g = outputs[0].grad
-                        ys, gys = (outputs[0].data,), (None if g is None else g.data,)
-                    else:
-                        ys = [None if y is None else y.data for y in outputs]
-                        gys = [None if y is None or y.grad is None else y.grad.data
-                               for y in outputs]
-                    gxs = f.backward_array([x.data for x in inputs], ys, gys)
-                    if type(gxs) is not tuple:
-                        gxs = tuple(gxs) if type(gxs) is list else (gxs,)
-                    if len(gxs) != len(inputs):
-                        _bad_count(f, gxs)
-                if hooks:
-                    for h in hooks:
-                        h.backward_post(f, gxs)
-                for x, gx in zip(inputs, gxs):
-                    if gx is None or not x.requires_grad:
-                        continue
-                    xd = x.data
-                    g = gx.data if create_graph else gx
-                    if g.shape != xd.shape or (g.dtype != xd.dtype and xd.dtype.kind == "f"):
-                        _bad_grad(f, g, xd)
-                    if create_graph:
-                        x.grad = gx if x.grad is None else x.grad + gx
-                    else:
-                        x.grad = Variable(gx if x.grad is None else x.grad.data + gx)
-                    c = x.creator
-                    if c is not None and id(c) not in seen:
-                        seen.add(id(c))
-                        counter += 1
-                        heappush(heap, (-c.generation, counter, c))
-                if not retain_grad:
-                    for y in outputs:
-                        if y is not None:
-                            y.grad = None
-            if var_hooks is not None:
-                var_hooks.finish()  # the leaves' gradients are complete now
-        finally:
-            _settings.enable_backprop = old
+        seed = self.grad
+        if seed is None:
+            seed = Variable(cuda.get_array_module(self.data).ones_like(self.data))
+        self.grad = None  # the seed: the pass stores it back where it is kept
+        _backprop((self,), (seed if create_graph else seed.data,),
+                  BackwardPass(create_graph, retain_grad, True))
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` in every backward pass once this Variable's gradient is complete.
@@ -360,39 +316,7 @@ class Variable:
         >>> x.cleargrad(); (x * x).backward(); x.grad
         variable(6.0)
         """
-        return dezero.hooks.register_variable_hook(self, fn)
-
-    # --- shape and reductions (delegate to dezero.functions) --------------------
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return dezero.functions.reshape(self, shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 0:
-            axes = None
-        elif len(axes) == 1 and (isinstance(axes[0], (tuple, list)) or axes[0] is None):
-            axes = axes[0]
-        return dezero.functions.transpose(self, axes)
-
-    @property
-    def T(self):
-        return dezero.functions.transpose(self)
-
-    def sum(self, axis=None, keepdims=False):
-        return dezero.functions.sum(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return dezero.functions.max(self, axis, keepdims)
-
-    def min(self, axis=None, keepdims=False):
-        return dezero.functions.min(self, axis, keepdims)
-
-    def matmul(self, W):
-        return dezero.functions.matmul(self, W)
-
-    def dot(self, W):
-        return dezero.functions.matmul(self, W)
+        return register_variable_hook(self, fn)
 
     # --- devices ----------------------------------------------------------------
     def to_cpu(self) -> None:
@@ -411,72 +335,51 @@ class Variable:
     def __add__(self, other):
         if isinstance(other, Variable):
             return Add()(self, other)
-        return AddConstant(_operand(other, self.data))(self)
+        return AddConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __radd__(self, other):
-        return AddConstant(_operand(other, self.data))(self)
+        return AddConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __sub__(self, other):
         if isinstance(other, Variable):
             return Sub()(self, other)
-        return AddConstant(-_operand(other, self.data))(self)
+        return AddConstant(-other if type(other) in _PLAIN else -_operand(other, self.data))(self)
 
     def __rsub__(self, other):
-        return ConstantMinus(_operand(other, self.data))(self)
+        return ConstantMinus(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __mul__(self, other):
         if isinstance(other, Variable):
             return Mul()(self, other)
-        return MulConstant(_operand(other, self.data))(self)
+        return MulConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __rmul__(self, other):
-        return MulConstant(_operand(other, self.data))(self)
+        return MulConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __truediv__(self, other):
         if isinstance(other, Variable):
             return Div()(self, other)
-        return DivByConstant(_operand(other, self.data))(self)
+        return DivByConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     def __rtruediv__(self, other):
-        return ConstantOver(_operand(other, self.data))(self)
-
-    def __pow__(self, other):
-        return pow(self, other)
-
-    def __rpow__(self, other):
-        return rpow(self, other)
-
-    def __matmul__(self, other):
-        return dezero.functions.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return dezero.functions.matmul(other, self)
-
-    def __getitem__(self, slices):
-        return dezero.functions.get_item(self, slices)
+        return ConstantOver(other if type(other) in _PLAIN else _operand(other, self.data))(self)
 
     # --- reading the value into Python -------------------------------------------
     def item(self):
         """The value of a one-element Variable as a Python scalar."""
-        if _settings.hooks:
+        if _active.hooks:
             _value_read(self, "item()")
         return self.data.item()
 
     def __float__(self):
-        if _settings.hooks:
+        if _active.hooks:
             _value_read(self, "float()")
         return float(self.data)
 
     def __int__(self):
-        if _settings.hooks:
+        if _active.hooks:
             _value_read(self, "int()")
         return int(self.data)
-
-
-# Variable hooks live here, not on the Variables: id(variable) -> (weakref, [fn, ...]). The
-# dict is empty unless some Variable has a hook, and backward() checks that once per pass;
-# the machinery that runs them is in dezero/hooks.py.
-_var_hooks: dict[int, tuple] = {}
 
 
 class Parameter(Variable):
@@ -507,72 +410,35 @@ def as_variable(obj) -> Variable:
 # =============================================================================
 # Function
 # =============================================================================
-class FunctionHook:
-    """Observes every Function call (forward, and its part of a backward pass) in a thread.
-
-    Subclass it and override what you need; install it with ``with hook:`` (for the calling
-    thread only, nestable). Tools are built on it (``dezero.onnx``'s trace, the profiler,
-    anomaly detection, ``dezero.jit``'s recorder); with no hook installed the engine pays
-    one attribute read per call.
-
-    - ``forward_pre(f, inputs)``: before ``f.forward`` (``inputs`` as passed to the call);
-    - ``forward_post(f, xs, outputs)``: after it, with the input and output Variables;
-    - ``backward_pre(f)`` / ``backward_post(f, gxs)``: around the gradient computation of
-      ``f`` in ``Variable.backward`` (``gxs``: one gradient per input, arrays or Variables);
-    - ``update_pre(optimizer)`` / ``update_post(optimizer)``: around ``Optimizer.update()``.
-    - ``value_read(var, how)``: before a Variable's value is read into Python (``how``:
-      ``"float()"``, ``"int()"``, ``"item()"``).
-    """
-
-    def forward_pre(self, f, inputs) -> None:
-        pass
-
-    def forward_post(self, f, xs, outputs) -> None:
-        pass
-
-    def backward_pre(self, f) -> None:
-        pass
-
-    def backward_post(self, f, gxs) -> None:
-        pass
-
-    def update_pre(self, optimizer) -> None:
-        pass
-
-    def update_post(self, optimizer) -> None:
-        pass
-
-    def value_read(self, var, how: str) -> None:
-        pass
-
-    def __enter__(self):
-        _settings.hooks = (*_settings.hooks, self)
-        return self
-
-    def __exit__(self, *exc):
-        _settings.hooks = tuple(h for h in _settings.hooks if h is not self)
-
-
 class Function:
-    """Base of every op: subclasses implement ``forward`` on arrays, ``backward`` on Variables.
+    """Base of every op: subclasses implement ``forward`` on arrays and their gradient once.
 
     Calling a Function wraps its outputs in Variables and, when ``Config.enable_backprop``,
     records it as their creator (outputs are held weakly so that graphs free themselves).
 
-    ``backward(*gys)`` is written with dezero functions, so that its own graph can be
-    recorded (``create_graph=True``, derivatives of any order). A Function may also define
-    ``backward_array(xs, ys, gys)``: the same gradients on plain arrays (``xs`` the input
-    arrays, ``ys`` the output arrays, ``gys`` the output gradients, each a sequence; an
-    entry is None where an output was freed or has no gradient), returning one array or a
-    tuple with an entry per input (None: no gradient). The
-    engine calls it whenever no graph of the backward pass is wanted; it may read
-    ``self.inputs[i].requires_grad`` to skip gradients that nobody needs.
+    The gradient, in one of two forms:
+
+    - ``backward(*gys)`` (the book's form): written with dezero functions on Variables, so
+      that its own graph can be recorded (``create_graph=True``, derivatives of any order);
+    - ``backward_array(xs, ys, gys)``: ``xs`` the inputs, ``ys`` the outputs, ``gys`` the
+      output gradients (sequences; an entry is None where an output was freed or has no
+      gradient); returns one gradient or a tuple with an entry per input (None: no
+      gradient); it may read ``self.inputs[i].requires_grad`` to skip gradients nobody
+      needs. The engine calls it on arrays whenever no graph of the backward pass is
+      wanted. Written with operators and names that arrays and Variables share (``ops(x)``
+      in ``dezero.functions`` is ``xp`` for arrays and ``F`` for Variables), the same
+      formula serves both: the default ``backward`` applies it to the input and output
+      Variables. A Function whose array form cannot take Variables (it works in place, or
+      calls array-only kernels) defines ``backward`` as well.
     """
 
+    # slots for what the engine sets (faster than a dict); other attributes of subclasses
+    # go to the instance dict as usual
+    __slots__ = ("__dict__", "__weakref__", "generation", "inputs", "outputs")
     backward_array = None
 
     def __call__(self, *inputs):
-        hooks = _settings.hooks
+        hooks = _active.hooks
         if hooks:
             for h in hooks:
                 h.forward_pre(self, inputs)
@@ -583,43 +449,31 @@ class Function:
                 x = _constant(x)
             xs = (x,)
             need_grad = x.requires_grad
+            gen = x.generation
             ys = self.forward(x.data)
-        elif len(inputs) == 2:
-            x0, x1 = inputs
-            if not isinstance(x0, Variable):
-                x0 = _constant(x0)
-            if not isinstance(x1, Variable):
-                x1 = _constant(x1)
-            xs = (x0, x1)
-            need_grad = x0.requires_grad or x1.requires_grad
-            ys = self.forward(x0.data, x1.data)
         else:
+            xs = [x if isinstance(x, Variable) else _constant(x) for x in inputs]
             need_grad = False
-            xs = []
-            for x in inputs:
-                if isinstance(x, Variable):
-                    need_grad = need_grad or x.requires_grad
-                else:
-                    x = _constant(x)
-                xs.append(x)
+            gen = 0
+            for x in xs:
+                need_grad = need_grad or x.requires_grad
+                if x.generation > gen:
+                    gen = x.generation
             ys = self.forward(*[x.data for x in xs])
         if type(ys) is tuple or type(ys) is list:
             outputs = [Variable(y) for y in ys]
         else:
-            outputs = [Variable(ys)]
+            outputs = (Variable(ys),)
         if _settings.enable_backprop:
             if need_grad:
-                gen = xs[0].generation
-                for x in xs:
-                    if x.generation > gen:
-                        gen = x.generation
                 self.generation = gen
                 gen += 1
                 for y in outputs:
                     y.creator = self
                     y.generation = gen
                 self.inputs = xs
-                self.outputs = [weakref.ref(y) for y in outputs]
+                self.outputs = [_weakref(y) for y in outputs] if len(outputs) > 1 else [
+                    _weakref(outputs[0])]
             else:  # a function of constants only is a constant (no graph to keep)
                 for y in outputs:
                     y.requires_grad = False
@@ -632,24 +486,269 @@ class Function:
         raise NotImplementedError
 
     def backward(self, *gys):
-        raise NotImplementedError
+        if self.backward_array is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} defines neither backward nor backward_array")
+        return self.backward_array(self.inputs, [ref() for ref in self.outputs], gys)
 
 
 def _value_read(var, how: str) -> None:
-    for h in _settings.hooks:
+    for h in _active.hooks:
         h.value_read(var, how)
 
 
-def _as_grads(f: Function, gxs, create_graph: bool):
-    """What a Variable-level ``backward`` returned, as one gradient per input: Variables
-    under ``create_graph``, arrays otherwise (None: no gradient)."""
+# =============================================================================
+# The backward pass
+# =============================================================================
+class BackwardPass:
+    """A backward pass: what :func:`grad` and ``Variable.backward`` run.
+
+    ``current_pass()`` returns the one running in the calling thread, for observers
+    (:class:`FunctionHook`): where it keeps a Variable's gradient (:meth:`writes_grad`) and
+    what it holds (:meth:`gradient`). Its gradients are arrays, or Variables under
+    ``create_graph``.
+    """
+
+    __slots__ = ("create_graph", "hooked", "into_grad", "retain_grad", "table")
+
+    def __init__(self, create_graph: bool, retain_grad: bool, into_grad: bool):
+        self.create_graph = create_graph
+        self.retain_grad = retain_grad
+        self.into_grad = into_grad  # True: backward() (into .grad); False: grad() (pure)
+        self.table: dict[int, Any] = {}  # id(var) -> this pass's gradient of var
+        self.hooked = bool(variable_hooks)  # some Variable has hooks: the careful path
+
+    def writes_grad(self, var) -> bool:
+        """True when this pass adds ``var``'s gradients into ``var.grad`` as they arrive
+        (``backward()``: leaves, and every Variable under ``retain_grad``); False when it
+        keeps them in its own table (intermediate Variables, :func:`grad`, and Variables
+        with hooks until their gradient is complete)."""
+        return (self.into_grad and (self.retain_grad or var.creator is None)
+                and not (self.hooked and has_variable_hooks(var)))
+
+    def gradient(self, var):
+        """The gradient this pass holds for ``var`` now (None: none yet)."""
+        g = var.grad if self.writes_grad(var) else self.table.get(id(var))
+        return g.data if isinstance(g, Variable) else g
+
+    def store(self, x, gx) -> None:
+        """Add ``gx`` (an array, or a Variable under ``create_graph``) to ``x``'s gradient."""
+        if self.writes_grad(x):
+            added = x.grad is not None
+            accumulate_grad(x, gx)
+        else:
+            old = self.table.get(id(x))
+            added = old is not None
+            self.table[id(x)] = add_grads(old, gx)
+        hooks = _active.hooks
+        if hooks:
+            g = gx.data if self.create_graph else gx
+            for h in hooks:
+                h.accumulate(x, g, added)
+
+    def take(self, y, keep: bool):
+        """``y``'s complete gradient, which its creator propagates now (its Variable hooks
+        run on it first); dropped from the table unless ``keep``."""
+        if y is None:
+            return None
+        if self.writes_grad(y):
+            g = y.grad
+            return g if g is None or self.create_graph else g.data
+        g = self.table.get(id(y)) if keep else self.table.pop(id(y), None)
+        if g is not None and self.hooked and has_variable_hooks(y):
+            g = self.finish(y, g)
+            if keep:
+                self.table[id(y)] = g
+        return g
+
+    def finish(self, x, g):
+        """Run ``x``'s hooks on its complete gradient ``g``; add the result to ``x.grad``
+        where the pass keeps it there. Returns the result."""
+        var = run_variable_hooks(x, g if isinstance(g, Variable) else Variable(g))
+        g = var if self.create_graph else var.data
+        if self.into_grad and (self.retain_grad or x.creator is None):
+            accumulate_grad(x, g)
+        return g
+
+
+def current_pass() -> BackwardPass | None:
+    """The backward pass running in the calling thread, or None."""
+    return _settings.backward_pass
+
+
+def add_grads(old, new):
+    """The engine's accumulation rule: ``old + new`` (arrays, or Variables under
+    ``create_graph``), ``new`` when there is nothing yet (``old`` is None)."""
+    return new if old is None else old + new
+
+
+def accumulate_grad(var, g) -> None:
+    """Add the gradient ``g`` (an array, or a Variable) into ``var.grad``: what a backward
+    pass does with each gradient it keeps in ``.grad``."""
+    if isinstance(g, Variable):
+        var.grad = add_grads(var.grad, g)
+    else:
+        var.grad = Variable(g if var.grad is None else add_grads(var.grad.data, g))
+
+
+def _backprop(roots, seeds, p: BackwardPass, stop: int = 0, keep=()) -> None:
+    """The pass: each Function reached from ``roots`` (seeded with ``seeds``) is visited once,
+    in descending generation (a heap), when its outputs' gradients are complete; its input
+    gradients go to ``p.store``. Functions below generation ``stop`` are not visited; the
+    gradients of the Variables in ``keep`` (ids) stay in the table."""
+    heap, seen, counter = [], set(), 0  # counter: Functions themselves are never compared
+    for y in roots:
+        f = y.creator
+        if f is not None and id(f) not in seen and f.generation >= stop:
+            seen.add(id(f))
+            counter += 1
+            heapq.heappush(heap, (-f.generation, counter, f))
+    create_graph, hooks, into_grad, table = p.create_graph, _active.hooks, p.into_grad, p.table
+    careful = p.retain_grad or p.hooked or bool(keep)
+    slow_store = bool(hooks) or p.retain_grad or p.hooked  # events, or the careful rules
+    push, pop, get = heapq.heappush, heapq.heappop, table.get
+    saved = _settings.enable_backprop, _settings.backward_pass
+    _settings.enable_backprop, _settings.backward_pass = create_graph, p
+    try:
+        for y, g in zip(roots, seeds):
+            p.store(y, g)
+        while heap:
+            f = pop(heap)[2]
+            refs, inputs = f.outputs, f.inputs
+            if careful:
+                outputs = [ref() for ref in refs]
+                gys = [p.take(y, id(y) in keep) for y in outputs]
+            elif len(refs) == 1:  # then alive: the pass reached f through it
+                outputs = (refs[0](),)
+                gys = (table.pop(id(outputs[0]), None),)
+            else:
+                outputs = [ref() for ref in refs]
+                gys = [None if y is None else table.pop(id(y), None) for y in outputs]
+            if hooks:
+                for h in hooks:
+                    h.backward_pre(f)
+            bw = f.backward_array
+            if create_graph or bw is None:
+                gxs = _backward_variables(f, gys, create_graph)
+            else:
+                xs = (inputs[0].data,) if len(inputs) == 1 else [x.data for x in inputs]
+                ys = (outputs[0].data,) if len(outputs) == 1 else [
+                    None if y is None else y.data for y in outputs]
+                gxs = bw(xs, ys, gys)
+                if type(gxs) is not tuple:
+                    gxs = tuple(gxs) if type(gxs) is list else (gxs,)
+                if len(gxs) != len(inputs):
+                    _bad_count(f, gxs)
+            if hooks:
+                arrays = [None if g is None else g.data for g in gxs] if create_graph else gxs
+                for h in hooks:
+                    h.backward_post(f, arrays)
+            for x, gx in zip(inputs, gxs):
+                if gx is None or not x.requires_grad:
+                    continue
+                g = gx.data if create_graph else gx
+                xd = x.data
+                if g.shape != xd.shape or (g.dtype is not xd.dtype and g.dtype != xd.dtype
+                                           and xd.dtype.kind == "f"):
+                    _bad_grad(f, g, xd)
+                c = x.creator
+                if slow_store:
+                    p.store(x, gx)
+                elif c is None and into_grad:  # a leaf: into its .grad as gradients arrive
+                    accumulate_grad(x, gx)
+                else:
+                    old = get(id(x))
+                    table[id(x)] = gx if old is None else add_grads(old, gx)
+                if c is not None and id(c) not in seen and c.generation >= stop:
+                    seen.add(id(c))
+                    counter += 1
+                    push(heap, (-c.generation, counter, c))
+        if p.hooked:  # the hooked Variables that no Function took (leaves) are complete now
+            for key, g in list(p.table.items()):
+                x = _hooked_var(key)
+                if x is not None and (x.creator is None or id(x.creator) not in seen):
+                    p.table[key] = p.finish(x, g)
+    finally:
+        _settings.enable_backprop, _settings.backward_pass = saved
+
+
+def _hooked_var(key):
+    entry = variable_hooks.get(key)
+    return None if entry is None or not entry[1] else entry[0]()
+
+
+def _backward_variables(f: Function, gys, create_graph: bool):
+    """``f.backward`` on Variables (the book's form): one gradient per input, Variables under
+    ``create_graph`` (the pass records their graph), arrays otherwise (None: no gradient)."""
+    gxs = f.backward(*[g if g is None or create_graph else Variable(g) for g in gys])
     if type(gxs) is not tuple and type(gxs) is not list:
         gxs = (gxs,)
     if len(gxs) != len(f.inputs):
         _bad_count(f, gxs)
     if create_graph:
-        return [gx if gx is None or isinstance(gx, Variable) else Variable(gx) for gx in gxs]
-    return [gx.data if isinstance(gx, Variable) else gx for gx in gxs]
+        return [g if g is None or isinstance(g, Variable) else Variable(g) for g in gxs]
+    return [g.data if isinstance(g, Variable) else g for g in gxs]
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False):
+    """The gradients of ``outputs`` with respect to ``inputs``, changing no ``.grad``.
+
+    Parameters
+    ----------
+    outputs : Variable or sequence of Variables
+        What to differentiate (their gradients are summed: a vector-Jacobian product).
+    inputs : Variable or sequence of Variables
+        With respect to what.
+    grad_outputs : array, Variable or sequence of them, optional
+        The seed of each output (ones where None).
+    create_graph : bool
+        Record the backward pass as a graph, so that the gradients can be differentiated
+        again.
+
+    Returns
+    -------
+    tuple
+        One Variable per input (None where an input is not reached), in the order of
+        ``inputs``. ``.grad`` of every Variable is left as it was.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = Variable(np.array(3.0))
+    >>> y = x ** 3
+    >>> (gx,) = grad(y, x, create_graph=True)
+    >>> gx, grad(gx, x)[0], x.grad is None
+    (variable(27.0), variable(18.0), True)
+    """
+    outputs = [outputs] if isinstance(outputs, Variable) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Variable, *cuda.array_types)):
+        grad_outputs = [grad_outputs] * len(outputs) if len(outputs) == 1 else (
+            [None] * len(outputs) if grad_outputs is None else [grad_outputs])
+    grad_outputs = list(grad_outputs)
+    for name, seq in (("outputs", outputs), ("inputs", inputs)):
+        for v in seq:
+            if not isinstance(v, Variable):
+                raise TypeError(f"grad: {name} must be Variables, got {type(v).__name__}")
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = []
+    for y, g in zip(outputs, grad_outputs):
+        if g is None:
+            g = cuda.get_array_module(y.data).ones_like(y.data)
+        g = g if isinstance(g, Variable) else Variable(g)
+        if g.shape != y.shape:
+            raise ValueError(f"grad: a grad_output of shape {g.shape} for an output of "
+                             f"shape {y.shape}")
+        seeds.append(g if create_graph else g.data)
+    p = BackwardPass(create_graph, False, False)
+    keep = {id(x) for x in inputs}
+    _backprop(outputs, seeds, p, min(x.generation for x in inputs) if inputs else 0, keep)
+    result = []
+    for x in inputs:
+        g = p.table.get(id(x))
+        result.append(g if g is None or isinstance(g, Variable) else Variable(g))
+    return tuple(result)
 
 
 def _bad_count(f: Function, gxs) -> None:
@@ -679,53 +778,43 @@ def unbroadcast(g, x):
     ``g`` is an array (array-level backward) or a Variable (graph-recording backward);
     ``x`` is anything with ``shape`` and ``dtype``. Returns ``g`` itself when it fits.
     """
-    if g.shape != x.shape:
-        if isinstance(g, Variable):
-            g = dezero.functions.sum_to(g, x.shape)
-        else:
-            g = sum_to(g, x.shape)
+    if g.shape != x.shape:  # a Variable's sum_to is installed by dezero.functions
+        g = g.sum_to(x.shape) if isinstance(g, Variable) else sum_to(g, x.shape)
     if g.dtype != x.dtype and x.dtype.kind == "f":
-        if isinstance(g, Variable):
-            g = dezero.functions.astype(g, x.dtype)
-        else:
-            g = g.astype(x.dtype)
+        g = g.astype(x.dtype)
     return g
 
 
 # =============================================================================
 # Arithmetic
 # =============================================================================
-class _Arithmetic(Function):
-    """An op whose gradient formula uses only operators and ``unbroadcast``, so it holds
-    for arrays and Variables alike: written once, as ``backward_array``, and applied to
-    the input Variables when a graph of the backward pass is recorded."""
-
-    def backward(self, *gys):
-        return self.backward_array(self.inputs, None, gys)
-
-
-class Add(_Arithmetic):
+# The arithmetic ops write their gradient once, with operators only: it holds for arrays and
+# Variables alike (Function.backward applies it to Variables). They call unbroadcast only
+# where a shape or dtype differs: the common case of the hottest ops pays no extra call.
+class Add(Function):
     def forward(self, x0, x1):
         return x0 + x1
 
     def backward_array(self, xs, ys, gys):
-        # unbroadcast is called only where a shape or dtype differs: the common case of the
-        # hottest ops pays no extra call (it counts in replayed steps, dezero.jit)
         (x0, x1), gy = xs, gys[0]
         s, d = gy.shape, gy.dtype
         return (gy if x0.shape == s and x0.dtype == d else unbroadcast(gy, x0),
                 gy if x1.shape == s and x1.dtype == d else unbroadcast(gy, x1))
 
 
-class Sub(_Arithmetic):
+class Sub(Function):
     def forward(self, x0, x1):
         return x0 - x1
 
     def backward_array(self, xs, ys, gys):
-        return unbroadcast(gys[0], xs[0]), unbroadcast(-gys[0], xs[1])
+        (x0, x1), gy = xs, gys[0]
+        s, d = gy.shape, gy.dtype
+        gx1 = -gy
+        return (gy if x0.shape == s and x0.dtype == d else unbroadcast(gy, x0),
+                gx1 if x1.shape == s and x1.dtype == d else unbroadcast(gx1, x1))
 
 
-class Mul(_Arithmetic):
+class Mul(Function):
     def forward(self, x0, x1):
         return x0 * x1
 
@@ -744,7 +833,7 @@ class Mul(_Arithmetic):
         return gx0, gx1
 
 
-class Div(_Arithmetic):
+class Div(Function):
     def forward(self, x0, x1):
         return x0 / x1
 
@@ -752,13 +841,19 @@ class Div(_Arithmetic):
         (x0, x1), (gy,) = xs, gys
         gx0 = gy / x1
         gx1 = -gx0 * x0 / x1 if self.inputs[1].requires_grad else None
-        return unbroadcast(gx0, x0), None if gx1 is None else unbroadcast(gx1, x1)
+        if gx0.shape != x0.shape or gx0.dtype != x0.dtype:
+            gx0 = unbroadcast(gx0, x0)
+        if gx1 is not None and (gx1.shape != x1.shape or gx1.dtype != x1.dtype):
+            gx1 = unbroadcast(gx1, x1)
+        return gx0, gx1
 
 
 # Ops with a constant operand (a scalar or an array that is not a Variable) are the common
 # case (x * 2, x + 1e-8, ...). They get their own one-input Functions: no gradient is ever
 # computed for the constant, and nothing is summed back when it is a scalar.
-class _ConstantOp(_Arithmetic):
+class _ConstantOp(Function):
+    __slots__ = ("c",)
+
     def __init__(self, c):
         self.c = c
 
@@ -770,7 +865,8 @@ class AddConstant(_ConstantOp):
         return x + self.c
 
     def backward_array(self, xs, ys, gys):
-        return unbroadcast(gys[0], xs[0])
+        g, x = gys[0], xs[0]
+        return g if g.shape == x.shape and g.dtype == x.dtype else unbroadcast(g, x)
 
 
 class ConstantMinus(_ConstantOp):
@@ -780,7 +876,8 @@ class ConstantMinus(_ConstantOp):
         return self.c - x
 
     def backward_array(self, xs, ys, gys):
-        return unbroadcast(-gys[0], xs[0])
+        g, x = -gys[0], xs[0]
+        return g if g.shape == x.shape and g.dtype == x.dtype else unbroadcast(g, x)
 
 
 class MulConstant(_ConstantOp):
@@ -790,7 +887,8 @@ class MulConstant(_ConstantOp):
         return x * self.c
 
     def backward_array(self, xs, ys, gys):
-        return unbroadcast(gys[0] * self.c, xs[0])
+        g, x = gys[0] * self.c, xs[0]
+        return g if g.shape == x.shape and g.dtype == x.dtype else unbroadcast(g, x)
 
 
 class DivByConstant(_ConstantOp):
@@ -800,7 +898,8 @@ class DivByConstant(_ConstantOp):
         return x / self.c
 
     def backward_array(self, xs, ys, gys):
-        return unbroadcast(gys[0] / self.c, xs[0])
+        g, x = gys[0] / self.c, xs[0]
+        return g if g.shape == x.shape and g.dtype == x.dtype else unbroadcast(g, x)
 
 
 class ConstantOver(_ConstantOp):
@@ -814,7 +913,7 @@ class ConstantOver(_ConstantOp):
         return unbroadcast(gys[0] * (-self.c) / (x * x), x)
 
 
-class Neg(_Arithmetic):
+class Neg(Function):
     def forward(self, x):
         return -x
 
@@ -822,58 +921,7 @@ class Neg(_Arithmetic):
         return -gys[0]
 
 
-class Pow(Function):
-    """``x ** c`` for a constant exponent ``c``."""
-
-    def __init__(self, c):
-        # a NumPy float64 scalar exponent must not promote a float32 base
-        self.c = c.item() if isinstance(c, np.generic) else c
-
-    def forward(self, x):
-        c = self.c
-        if c == 2:
-            return x * x
-        if x.dtype.kind == "f" and not float(c).is_integer() and x.size:
-            xp = cuda.get_array_module(x)
-            if bool(xp.any(x < 0)):
-                raise ValueError(
-                    f"pow: negative base with the non-integer exponent {c} has no real value"
-                )
-        return x**c
-
-    def backward(self, gy):
-        (x,) = self.inputs
-        c = self.c
-        if c == 2:
-            return gy * x * 2
-        return gy * (x ** (c - 1) * c)
-
-
-class PowVar(Function):
-    """``x0 ** x1`` with a differentiable exponent: d/dx1 = x0 ** x1 * log(x0)."""
-
-    def forward(self, x0, x1):
-        xp = cuda.get_array_module(x0)
-        if x0.dtype.kind == "f" and x0.size and bool(xp.any(x0 < 0)):
-            x1b = xp.broadcast_to(x1, xp.broadcast_shapes(x0.shape, x1.shape))
-            x0b = xp.broadcast_to(x0, x1b.shape)
-            if bool(xp.any((x0b < 0) & (x1b != xp.round(x1b)))):
-                raise ValueError(
-                    "pow: negative base with a non-integer exponent has no real value"
-                )
-        return x0**x1
-
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        F = dezero.functions
-        y = self.outputs[0]()
-        gx0 = gy * x1 * x0 ** (x1 - 1)
-        # d/dx1 needs log(x0); where x0 <= 0 the exponent must be an integer and the
-        # gradient with respect to it is taken as 0, as in NumPy-based frameworks.
-        positive = x0.data > 0
-        safe = x0 if bool(positive.all()) else F.where(positive, x0, 1.0)
-        gx1 = gy * y * F.log(safe)
-        return unbroadcast(gx0, x0), unbroadcast(gx1, x1)
+_PLAIN = (float, int) if _NUMPY2 else ()  # operands that _operand returns as they are
 
 
 def _operand(c, x):
@@ -884,9 +932,9 @@ def _operand(c, x):
     a 0-d float32 array with a Python scalar to float64, so there 0-d arrays get a cast.)
     """
     t = type(c)
-    if (t is float or t is int) and x.dtype.kind in "fc" and (_NUMPY2 or x.ndim):
+    if (t is float or t is int) and (_NUMPY2 or x.ndim):
         return c
-    return _constant_like(c, x)
+    return constant_like(c, x)
 
 
 def _constant(x) -> Variable:
@@ -896,40 +944,42 @@ def _constant(x) -> Variable:
     return x
 
 
-def _lhs(x):
+def constant(x) -> Variable:
+    """``x`` itself if it is a Variable, else ``x`` (an array or scalar) wrapped as a constant
+    Variable: an input of a Function whose gradient nobody can ask for."""
     return x if isinstance(x, Variable) else _constant(x)
 
 
 # The functions below are the operators' dispatch (Variable.__add__ and friends) for callers
 # whose left operand may be a raw array or scalar.
 def add(x0, x1):
-    return _lhs(x0).__add__(x1)
+    return constant(x0).__add__(x1)
 
 
 def sub(x0, x1):
-    return _lhs(x0).__sub__(x1)
+    return constant(x0).__sub__(x1)
 
 
 def rsub(x0, x1):
     """``x1 - x0`` (the reflected form of ``-``)."""
     if isinstance(x1, Variable):
         return x1.__sub__(x0)
-    return _lhs(x0).__rsub__(x1)
+    return constant(x0).__rsub__(x1)
 
 
 def mul(x0, x1):
-    return _lhs(x0).__mul__(x1)
+    return constant(x0).__mul__(x1)
 
 
 def div(x0, x1):
-    return _lhs(x0).__truediv__(x1)
+    return constant(x0).__truediv__(x1)
 
 
 def rdiv(x0, x1):
     """``x1 / x0`` (the reflected form of ``/``)."""
     if isinstance(x1, Variable):
         return x1.__truediv__(x0)
-    return _lhs(x0).__rtruediv__(x1)
+    return constant(x0).__rtruediv__(x1)
 
 
 def neg(x):
@@ -938,26 +988,15 @@ def neg(x):
 
 def pow(x, c):
     """``x ** c``: ``c`` a Python/NumPy scalar (constant) or a Variable/array (differentiable)."""
-    x = _lhs(x)
-    if isinstance(c, _SCALAR_TYPES):
-        return Pow(c)(x)
-    if isinstance(c, cuda.array_types) and c.ndim == 0:
-        return Pow(c.item())(x)
-    if isinstance(c, (Variable, *cuda.array_types)):
-        return PowVar()(x, _constant_like(c, x.data))
-    raise TypeError(f"unsupported exponent type for pow: {type(c).__name__}")
+    return constant(x).__pow__(c)
 
 
 def rpow(x, c):
     """``c ** x`` (reflected): the base is a constant, the exponent the Variable ``x``."""
-    x = _lhs(x)
-    return PowVar()(_constant_like(c, x.data), x)
+    return constant(x).__rpow__(c)
 
 
 def setup_variable() -> None:
-    """Kept for the book: operators are installed on Variable at class definition already."""
-
-
-import dezero.functions  # noqa: E402  (cycle: functions build on this module)
-import dezero.hooks  # noqa: E402  (cycle: the Variable-hook machinery builds on it too)
-from dezero.hooks import HookHandle  # noqa: E402, F401  (re-exported)
+    """Kept for the book. The operators are methods of Variable; those that need the op
+    library (``**``, ``@``, indexing, ``reshape``, ``sum``, ...) are installed on Variable
+    by ``dezero.functions`` when it is imported, as the book's ``setup_variable`` does."""

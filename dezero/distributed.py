@@ -142,10 +142,12 @@ def init(*, bucket_size: int | None = None, gpu_transport: str = "auto") -> Comm
 # Communicator
 # =============================================================================
 def _named(target) -> list[tuple[str, Parameter]]:
-    """``(name, parameter)`` pairs of a Layer, or of a sequence of Parameters."""
+    """``(name, parameter)`` pairs of a Layer, of a sequence of Parameters, or given."""
     if isinstance(target, Layer):
         return list(target.named_params())
     params = list(target)
+    if params and all(isinstance(e, tuple) and len(e) == 2 for e in params):
+        return params
     bad = [type(p).__name__ for p in params if not isinstance(p, Parameter)]
     if bad:
         raise TypeError(f"expected a Layer/Model or a sequence of Parameters, got {bad[0]}")
@@ -492,12 +494,15 @@ class Communicator:
 # DistributedOptimizer
 # =============================================================================
 class DistributedOptimizer:
-    """Wrap an optimizer so that ``update()`` first averages the gradients over the ranks.
+    """Make an optimizer average the gradients over the ranks before every step.
 
-    Same interface as the wrapped Optimizer (``setup``, ``update``, ``add_hook``, ``t``,
-    the learning rate, ``state_dict``, ...: attributes are read from and written to it), so
-    learning-rate schedules and checkpoints work unchanged. Hooks (WeightDecay, ClipGrad)
-    run in the wrapped optimizer, after the averaging: they see the averaged gradients.
+    It adds one gradient hook to the optimizer, first in its pipeline (before every other
+    hook, those added earlier included): the mean over the ranks of each gradient, packed
+    in buckets (``Communicator.allreduce_grads``). Everything else is the wrapped optimizer:
+    attributes are read from and written to it (``t``, the learning rate that schedules
+    set, ``state_dict``, ``add_hook`` ...), so schedules and checkpoints work unchanged, and
+    hooks such as WeightDecay and ClipGrad see the averaged gradients. Since the averaging
+    is part of the optimizer's ``update()``, a ``dezero.jit`` step replays it too.
 
     ``setup(model)`` checks that every rank has the same parameters (names, shapes, dtypes;
     a ValueError naming the first that differs) and broadcasts rank 0's values (and
@@ -514,20 +519,24 @@ class DistributedOptimizer:
     0.1
     """
 
-    _own = ("optimizer", "comm", "_pending")
+    _own = ("optimizer", "comm", "averaging")
 
     def __init__(self, optimizer, comm: Communicator | None = None):
         from dezero.optimizers import Optimizer
 
-        if isinstance(optimizer, DistributedOptimizer):
+        if isinstance(optimizer, DistributedOptimizer) or any(
+                isinstance(h, GradientAveraging) for h in getattr(optimizer, "hooks", ())):
             raise TypeError("the optimizer is already a DistributedOptimizer")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"DistributedOptimizer wraps a dezero Optimizer, got {type(optimizer).__name__}"
             )
+        comm = comm if comm is not None else init()
+        averaging = GradientAveraging(comm, optimizer)
+        optimizer.hooks.insert(0, averaging)
         object.__setattr__(self, "optimizer", optimizer)
-        object.__setattr__(self, "comm", comm if comm is not None else init())
-        object.__setattr__(self, "_pending", [])
+        object.__setattr__(self, "comm", comm)
+        object.__setattr__(self, "averaging", averaging)
 
     def __getattr__(self, name):
         if name in DistributedOptimizer._own:  # not set yet (during unpickling)
@@ -550,27 +559,44 @@ class DistributedOptimizer:
         self.comm.check_consistent([_meta(n, p.data) for n, p in named],
                                    "DistributedOptimizer.setup")
         self.comm.bcast_params(target)
-        self._pending = [n for n, p in named if p.data is None]
+        self.averaging.pending = [n for n, p in named if p.data is None]
         return self
 
-    def _sync_new_params(self) -> None:
-        named = dict(self.optimizer._named_params())
-        meta = [_meta(n, named[n].data if n in named else None) for n in self._pending]
+    def update(self) -> None:
+        """The wrapped optimizer's ``update()`` (which averages first)."""
+        self.optimizer.update()
+
+
+class GradientAveraging:
+    """The gradient hook that ``DistributedOptimizer`` adds: ``update_grads(params, grads)``
+    returns the mean of each gradient over the ranks (None where no rank has one), after
+    broadcasting rank 0's values of parameters that lazy layers created since ``setup``."""
+
+    def __init__(self, comm: Communicator, optimizer):
+        self.comm = comm
+        self.optimizer = optimizer
+        self.pending: list[str] = []  # parameters still uninitialised at setup
+
+    def update_grads(self, params, grads):
+        named = [(n, p) for n, p in self.optimizer.named_params() if p.data is not None]
+        if self.pending:
+            self._sync_new(dict(named))
+        for p, g in zip(params, grads):  # the gradients as they stand at this point
+            if g is None:
+                p.grad = None
+            elif p.grad is None or p.grad.data is not g:
+                p.grad = Variable(g)
+        self.comm.allreduce_grads(named)
+        return [None if p.grad is None else p.grad.data for p in params]
+
+    def _sync_new(self, named: dict) -> None:
+        meta = [_meta(n, named[n].data if n in named else None) for n in self.pending]
         self.comm.check_consistent(meta, "DistributedOptimizer.update (lazily created)")
-        ready = [n for n in self._pending if n in named and named[n].data is not None]
+        ready = [n for n in self.pending if n in named]
         if self.comm.size > 1:
             for n in ready:
                 self.comm._bcast_inplace(named[n].data, 0)
-        self._pending = [n for n in self._pending if n not in ready]
-
-    def update(self) -> None:
-        """Average the gradients over the ranks, then run the wrapped optimizer's update."""
-        if self.optimizer.target is None:
-            self.optimizer.update()  # raises its "call setup first" error
-        if self._pending:
-            self._sync_new_params()
-        self.comm.allreduce_grads(self.optimizer.target)
-        self.optimizer.update()
+        self.pending = [n for n in self.pending if n not in ready]
 
 
 # =============================================================================

@@ -207,7 +207,7 @@ class Layer:
 
     def _call_special(self, inputs):
         """``__call__`` for a layer with hooks or in eval mode."""
-        for fn in tuple(self._forward_pre_hooks or ()):
+        for fn in HookHandle.functions(self._forward_pre_hooks or ()):
             new = fn(self, inputs)
             if new is not None:
                 inputs = new if isinstance(new, tuple) else (new,)
@@ -219,7 +219,7 @@ class Layer:
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
         object.__setattr__(self, "inputs", [_weak(x) for x in inputs])
         object.__setattr__(self, "outputs", [_weak(y) for y in outs])
-        for fn in tuple(self._forward_hooks or ()):
+        for fn in HookHandle.functions(self._forward_hooks or ()):
             new = fn(self, inputs, outputs)
             if new is not None:
                 outputs = new

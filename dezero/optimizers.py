@@ -18,9 +18,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Parameter, Variable, _settings, no_grad
+from dezero.core import Parameter, Variable, no_grad
 from dezero.hints import attribute_error
-from dezero.jit import active_recorder as _jit_recorder
+from dezero.hooks import installed
 from dezero.layers import Layer
 from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -52,31 +52,38 @@ __all__ = [
 class Optimizer:
     """Base of all optimizers: ``setup(target)``, then ``update()`` after each backward.
 
-    Subclasses implement ``update_one_array(param, g, h)`` (the step on arrays: ``param.data``
-    updated in place from the gradient array ``g``, with the scalars of this step in the
-    mapping ``h``, see ``step_hyper()``) and keep per-parameter arrays with
-    ``self.slot(param, name)``; the book's ``update_one(param)`` calls it. ``hyperparams``
-    names the scalar settings saved in ``state_dict()``; ``lr_attr`` names the one a
-    learning-rate schedule sets (None: none).
+    One update path: ``update()`` takes the parameters that have a gradient, passes their
+    gradient arrays through the hooks (``add_hook``) in order, counts the step
+    (``step_hyper()``), and applies the step: in one multi-tensor pass where the optimizer
+    has one (``update_all``, Adam's and AdamW's; chosen by the flag ``foreach``), else
+    parameter by parameter (``update_one_array``). The gradients that were applied are left
+    in each ``param.grad`` (None where a hook dropped one).
 
-    ``update()`` = gradient arrays, then ``apply_update(params, grads, self.step_hyper())``.
-    That split is what ``dezero.jit`` records: at replay it calls ``step_hyper()`` again
-    (the step count and a scheduled rate are read then, never frozen) and ``apply_update``
-    on the replayed gradients. Hooks given as objects with ``update_grads(params, grads)``
-    work on arrays and are captured too.
+    Subclasses implement ``update_one_array(param, g, h)``: ``param.data`` updated in place
+    from the gradient array ``g`` with this step's scalars ``h`` (a dict, see
+    ``step_hyper()``), keeping per-parameter arrays in ``self.slot(param, name)``. A
+    book-style optimizer that overrides ``update_one(param)`` (reading ``param.grad``) works
+    too. ``hyperparams`` names the scalar settings saved in ``state_dict()``; ``lr_attr``
+    names the one a learning-rate schedule sets (None: none).
+
+    ``foreach``: None (the default) uses the multi-tensor pass when every gradient is a NumPy
+    array of one dtype and the groups share their scalars; False never; True whenever the
+    optimizer has one (an error where it cannot apply).
     """
 
     hyperparams: tuple[str, ...] = ()
     lr_attr: str | None = "lr"
+    foreach: bool | None = None
 
     def __init__(self):
         self.target = None
         self._groups: list = []  # [(named params, hyperparameter overrides)], in order
-        self.hooks: list[Callable] = []
+        self.hooks: list = []  # gradient hooks: objects with update_grads(params, grads)
         self.t = 0  # number of update() calls
         self._state: dict[str, dict[str, Any]] = {}  # param path -> slot name -> array
         self._names: dict[int, str] = {}  # id(param) -> path; rebuilt by every update()
         self._group_of: dict[int, int] = {}  # id(param) -> its group; rebuilt likewise
+        self._graph = None  # (device buffer, per-group views) in graph mode
 
     def setup(self, target):
         """Attach the optimizer to ``target``; resets the optimizer state; returns self.
@@ -144,7 +151,10 @@ class Optimizer:
         params = group["params"]
         return self._group_names(params, "" if isinstance(params, dict) else f"{i}/"), overrides
 
-    def _named_params(self):
+    def named_params(self) -> list[tuple[str, Parameter]]:
+        """``(path, parameter)`` for every parameter this optimizer updates, in order (a
+        model's parameters that appeared after ``setup()`` by lazy initialisation
+        included)."""
         if self.target is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no target: call optimizer.setup(model) before "
@@ -155,33 +165,43 @@ class Optimizer:
         return [entry for named, _ in self._groups for entry in named]
 
     def update(self) -> None:
-        """Apply the hooks, then the step to every parameter that has a gradient."""
-        observers = _settings.hooks  # FunctionHooks (the profiler) see the update as a whole
-        if observers:
-            for h in observers:
-                h.update_pre(self)
-        named = [(n, p) for n, p in self._named_params() if p.grad is not None]
+        """One step for every parameter that has a gradient (see the class notes)."""
+        observers = installed()  # FunctionHooks (the profiler, dezero.jit) see the update
+        for h in observers:
+            h.update_pre(self)
+        named = [(n, p) for n, p in self.named_params() if p.data is not None]
         self._names = {id(p): n for n, p in named}
         self._group_of = {id(p): i for i, (group, _) in enumerate(self._groups)
                           for _, p in group}
         params = [p for _, p in named]
-        grads = [p.grad.data for p in params]
-        recorder = _jit_recorder()
-        if recorder is not None:
-            recorder.optimizer_update(self, params, grads)
-        self.apply_update(params, grads, self.step_hyper())
-        if observers:
-            for h in observers:
-                h.update_post(self)
+        grads = [None if p.grad is None else p.grad.data for p in params]
+        with no_grad():
+            for hook in self.hooks:
+                grads = list(hook.update_grads(params, grads))
+            _set_grads(params, grads)
+            h = self.step_hyper() if self._graph is None else self._graph[1]
+            if self._use_foreach(params, grads, h):
+                self.update_all(params, grads, h)
+            elif type(self).update_one is not Optimizer.update_one:  # a book-style optimizer
+                for p in params:
+                    if p.grad is not None:
+                        self.update_one(p)
+            else:
+                group_of = self._group_of
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        self.update_one_array(p, g, h[group_of.get(id(p), 0)])
+        for h in observers:
+            h.update_post(self)
 
     def step_hyper(self) -> list[dict[str, float]]:
         """Count the step (``t += 1``) and return the scalars the step uses (Python floats),
         one dict per parameter group: the ``hyperparams`` with the group's overrides, and
         what subclasses derive from them (Adam's bias-corrected ``lr``)."""
         self.t += 1
-        return self._group_hyper()
+        return self._hyper()
 
-    def _group_hyper(self) -> list[dict[str, float]]:
+    def _hyper(self) -> list[dict[str, float]]:
         base = {h: float(getattr(self, h)) for h in self.hyperparams}
         out = []
         for _, overrides in self._groups or [((), {})]:
@@ -190,47 +210,81 @@ class Optimizer:
             out.append(self._complete_hyper(h))
         return out
 
-    def apply_update(self, params, grads, h) -> None:
-        """The update on arrays: hooks on the gradient arrays, then ``update_one_array`` for
-        each parameter whose gradient is not None. Leaves each ``param.grad`` holding the
-        gradient that was applied (None where a hook dropped it)."""
-        with no_grad():
-            for hook in self.hooks:
-                grads = _apply_hook(hook, params, grads)
-            self._update_all(params, grads, h)
-            for p, g in zip(params, grads):
-                if p.grad is None or p.grad.data is not g:
-                    p.grad = None if g is None else Variable(g)
+    def _use_foreach(self, params, grads, h) -> bool:
+        if self.foreach is False or type(self).update_all is Optimizer.update_all:
+            if self.foreach:
+                raise ValueError(f"{type(self).__name__} has no multi-tensor update "
+                                 f"(foreach=True)")
+            return False
+        live = [(p, g) for p, g in zip(params, grads) if g is not None]
+        dtype = live[0][1].dtype if live else None
+        ok = (len(live) > 1 and all(type(g) is np.ndarray and g.dtype == dtype
+                                    and p.data.dtype == dtype for p, g in live)
+              and self.foreach_compatible(h) and self._graph is None)
+        if self.foreach and not ok:
+            raise ValueError(f"{type(self).__name__}(foreach=True) needs NumPy gradients of "
+                             f"one dtype and the same scalars in every parameter group")
+        return ok
 
-    def _update_all(self, params, grads, h) -> None:
-        group_of = self._group_of
-        for p, g in zip(params, grads):
-            if g is not None:
-                self.update_one_array(p, g, h[group_of.get(id(p), 0)])
+    def update_all(self, params, grads, h) -> None:
+        """The step for all parameters in one multi-tensor pass (optional; see ``foreach``)."""
+
+    def foreach_compatible(self, h) -> bool:
+        """Whether the parameter groups' scalars ``h`` allow one multi-tensor pass."""
+        return all(x == h[0] for x in h[1:])
 
     def update_one(self, param: Parameter) -> None:
-        """The book's per-parameter step, on ``param.grad`` (uses the current scalars)."""
+        """The book's per-parameter step, on ``param.grad`` (with the current scalars)."""
         group_of = {id(p): i for i, (group, _) in enumerate(self._groups) for _, p in group}
-        h = self._group_hyper()[group_of.get(id(param), 0)]
-        self.update_one_array(param, param.grad.data, h)
+        h = self._hyper()
+        self.update_one_array(param, param.grad.data, h[group_of.get(id(param), 0)])
 
     def _complete_hyper(self, h):
         return h
 
     def update_one_array(self, param: Parameter, g, h) -> None:
-        if type(self).update_one is Optimizer.update_one:
-            raise NotImplementedError(
-                f"{type(self).__name__} must implement update_one_array(param, g, h) "
-                f"(or override update_one(param))"
-            )
-        # a book-style optimizer (only update_one(param)): it reads param.grad
-        if param.grad is None or param.grad.data is not g:
-            param.grad = Variable(g)
-        self.update_one(param)
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement update_one_array(param, g, h) "
+            f"(or override update_one(param))"
+        )
 
     def add_hook(self, f: Callable) -> None:
-        """Add ``f(params)``, called on the list of parameters with gradients before updates."""
-        self.hooks.append(f)
+        """Add a gradient hook, run before each step (after the hooks added before it).
+
+        ``f`` is an object with ``update_grads(params, grads) -> grads`` on arrays (like the
+        built-in WeightDecay, ClipGrad and FreezeParam; ``params`` are all the parameters,
+        ``grads`` their gradient arrays, None where a parameter has none; it returns one
+        entry per parameter, None: no step), or the book's ``f(params)``, called with the
+        parameters that have a gradient, which reads and sets their ``grad``.
+        """
+        self.hooks.append(f if hasattr(f, "update_grads") else _BookHook(f))
+
+    # --- CUDA graphs (dezero.jit) ---------------------------------------------------
+    def graph_mode(self):
+        """A context manager in which ``update()`` reads this step's scalars from a device
+        buffer that this optimizer owns (filled by ``advance_graph_step()``) instead of
+        computing them in Python: what a CUDA graph of a step captures."""
+        return _GraphMode(self)
+
+    def advance_graph_step(self) -> None:
+        """Count the step and write its scalars into the graph mode's device buffer (before
+        each launch of a captured step)."""
+        buf, _, names = self._graph_buffers()
+        hs = self.step_hyper()
+        buf.set(np.array([hs[i][k] for i, k in names], dtype=buf.dtype))
+
+    def _graph_buffers(self):
+        if getattr(self, "_graph_buf", None) is None:
+            hs = self._hyper()
+            names = [(i, k) for i, h in enumerate(hs) for k in h]
+            dtype = next((p.data.dtype for _, p in self.named_params()
+                          if p.data is not None and p.data.dtype.kind == "f"), np.float32)
+            buf = cuda.as_cupy(np.zeros(len(names), dtype=dtype))
+            views: list[dict] = [{} for _ in hs]
+            for j, (i, k) in enumerate(names):
+                views[i][k] = buf[j]  # 0-d views: read by the kernels at launch
+            self._graph_buf = (buf, views, names)
+        return self._graph_buf
 
     def __getattr__(self, name: str):
         # only for names not found the usual way: a PyTorch name gets dezero's spelling
@@ -246,7 +300,7 @@ class Optimizer:
     def _name_of(self, param: Parameter) -> str:
         name = self._names.get(id(param))
         if name is None:
-            self._names = {id(p): n for n, p in self._named_params()}
+            self._names = {id(p): n for n, p in self.named_params()}
             name = self._names.get(id(param))
             if name is None:
                 raise ValueError(
@@ -287,7 +341,7 @@ class Optimizer:
         return out
 
     def _plan_load(self, state: Mapping[str, Any]):
-        params = dict(self._named_params())
+        params = dict(self.named_params())
         problems = []
         cls = state.get("class")
         if cls is None or str(np.asarray(cls)) != type(self).__name__:
@@ -355,26 +409,38 @@ class Optimizer:
         self._apply_load(self._plan_load(state))
 
 
-def _apply_hook(hook, params, grads):
-    """Run one optimizer hook: ``hook.update_grads(params, grads)`` on arrays when it has
-    one; otherwise the book's ``hook(params)`` on the parameters' ``grad`` Variables."""
-    update_grads = getattr(hook, "update_grads", None)
-    if update_grads is not None:
-        return update_grads(params, grads)
-    recorder = _jit_recorder()
-    if recorder is not None:
-        recorder.unsupported(
-            f"the optimizer hook {getattr(hook, '__name__', type(hook).__name__)!r} works on "
-            f"Variables (hook(params)); give it an update_grads(params, grads) method on "
-            f"arrays to use it in a dezero.jit step"
-        )
+def _set_grads(params, grads) -> None:
+    """Leave each gradient array in its parameter's ``grad`` (None: none): the one place
+    where optimizers write gradients back."""
     for p, g in zip(params, grads):
         if g is None:
             p.grad = None
         elif p.grad is None or p.grad.data is not g:
             p.grad = Variable(g)
-    hook(params)
-    return [None if p.grad is None else p.grad.data for p in params]
+
+
+class _BookHook:
+    """The book's hook ``f(params)`` (it reads and sets ``param.grad``) as a gradient hook:
+    wrapped once, by ``add_hook``."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def update_grads(self, params, grads):
+        _set_grads(params, grads)
+        self.f([p for p in params if p.grad is not None])
+        return [None if p.grad is None else p.grad.data for p in params]
+
+
+class _GraphMode:
+    def __init__(self, opt):
+        self.opt = opt
+
+    def __enter__(self):
+        self.opt._graph = self.opt._graph_buffers()[:2]
+
+    def __exit__(self, *exc):
+        self.opt._graph = None
 
 
 # =============================================================================
@@ -496,23 +562,18 @@ class Adam(Optimizer):
 
     _FUSED = ("lr", "1-beta1", "1-beta2", "eps")
 
-    def _update_all(self, params, grads, h) -> None:
+    def foreach_compatible(self, h) -> bool:
+        # the groups may differ in what each parameter gets before the step (AdamW's decay)
+        return all(x[k] == h[0][k] for x in h[1:] for k in self._FUSED)
+
+    def update_all(self, params, grads, h) -> None:
         # NumPy parameters of one dtype sharing the step's scalars: one pass over all of
         # them, the moments kept in two flat arrays whose views are the per-parameter
         # slots. Elementwise, so each element gets exactly the per-parameter arithmetic;
         # what it saves is the per-call cost of a dozen ufuncs for every small parameter.
         live = [(p, g) for p, g in zip(params, grads) if g is not None]
-        if len(h) == 1:
-            hs = [h[0]] * len(live)
-        else:
-            group_of = self._group_of
-            hs = [h[group_of.get(id(p), 0)] for p, _ in live]
-        dtype = live[0][1].dtype if live else None
-        if (len(live) < 2 or any(type(g) is not np.ndarray or g.dtype != dtype
-                                 or p.data.dtype != dtype for p, g in live)
-                or (len(h) > 1 and any(x[k] != hs[0][k] for x in hs[1:] for k in self._FUSED))):
-            super()._update_all(params, grads, h)
-            return
+        group_of = self._group_of
+        hs = [h[group_of.get(id(p), 0)] for p, _ in live]
         for (p, _), hp in zip(live, hs):
             self._before_step(p, hp)
         m, v, g, step, views = self._flat_moments([p for p, _ in live])
@@ -591,13 +652,9 @@ class AdamW(Adam):
 # it to their grad Variables.
 class _GradHook:
     def __call__(self, params: list[Parameter]) -> None:
-        grads = self.update_grads(params, [None if p.grad is None else p.grad.data
-                                           for p in params])
-        for p, g in zip(params, grads):
-            if g is None:
-                p.grad = None
-            elif p.grad is None or p.grad.data is not g:
-                p.grad = Variable(g)
+        """The book's ``hook(params)``: the same, on the parameters' ``grad``."""
+        _set_grads(params, self.update_grads(
+            params, [None if p.grad is None else p.grad.data for p in params]))
 
 
 class WeightDecay(_GradHook):

@@ -337,9 +337,26 @@ def test_optimizer_interface_is_forwarded():
     schedule = optimizers.StepLR(opt, step_size=1, gamma=0.5)
     schedule.step()
     assert opt.optimizer.lr == 0.05 and opt.lr == 0.05
+    inner = optimizers.ClipGrad(1.0)
+    wrapped = distributed.DistributedOptimizer(_with_hook(inner), comm)
     opt.add_hook(optimizers.WeightDecay(0.1))
-    assert len(opt.optimizer.hooks) == 1
+    hooks = opt.optimizer.hooks  # the averaging first, then the hooks added through it
+    assert [type(h).__name__ for h in hooks] == ["GradientAveraging", "WeightDecay"]
+    # averaging runs before hooks added before wrapping too
+    assert [type(h).__name__ for h in wrapped.optimizer.hooks] == ["GradientAveraging",
+                                                                   "ClipGrad"]
+    assert isinstance(wrapped, distributed.DistributedOptimizer)
+    with pytest.raises(TypeError, match="already a DistributedOptimizer"):
+        distributed.DistributedOptimizer(wrapped, comm)
+    with pytest.raises(TypeError, match="already a DistributedOptimizer"):
+        distributed.DistributedOptimizer(wrapped.optimizer, comm)
     assert opt.target is model and "MomentumSGD" in repr(opt)
+
+
+def _with_hook(hook):
+    opt = optimizers.SGD()
+    opt.add_hook(hook)
+    return opt
 
 
 def test_gradient_buckets_respect_the_size():

@@ -7,7 +7,7 @@ import dezero
 import dezero.functions as F
 import dezero.layers as L
 from dezero import Variable, test_mode
-from dezero.core import _var_hooks
+from dezero.hooks import variable_hooks as _var_hooks
 from dezero.models import VGG16, Model, Sequential
 
 

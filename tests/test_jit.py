@@ -380,18 +380,18 @@ def test_state_carried_between_steps_raises():
         step(x, t)
 
 
-def test_variable_level_optimizer_hook_raises():
-    model, opt = _mlp(optimizers.SGD)()
+def test_variable_level_optimizer_hook_runs_in_the_replayed_update():
+    def make():
+        model, opt = _mlp(optimizers.SGD)()
 
-    def my_hook(params):
-        for p in params:
-            p.grad = p.grad * 0.5
+        def my_hook(params):  # the book's form: on the parameters' grad Variables
+            for p in params:
+                p.grad = p.grad * 0.5
 
-    opt.add_hook(my_hook)
-    step = dezero.jit(_train_step(model, opt))
-    with pytest.raises(CaptureError, match=r"hook 'my_hook' works on Variables .* "
-                       r"update_grads\(params, grads\).*test_jit\.py:\d+"):
-        step(*_batches(1, (4, 10), 4)[0])
+        opt.add_hook(my_hook)
+        return model, opt
+
+    _run_both(make, _batches(4, (8, 10), 4))
 
 
 def test_check_finds_a_data_dependent_branch():
@@ -444,15 +444,8 @@ def test_check_passes_for_a_capturable_step_and_returns_eager_results():
 def test_nested_jit_and_bad_arguments_raise():
     with pytest.raises(ValueError, match="max_cache must be at least 1"):
         dezero.jit(lambda x: x, max_cache=0)
-
-    inner = dezero.jit(lambda x: Variable(x) * 2)
-
-    @dezero.jit
-    def outer(x):
-        return inner(x) + 1
-
-    with pytest.raises(CaptureError, match="called inside another step's trace"):
-        outer(np.ones(2))
+    with pytest.raises(TypeError, match="jit takes a callable, not int"):
+        dezero.jit(3)
 
 
 def test_replay_makes_no_variables_or_functions_for_the_graph():

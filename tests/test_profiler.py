@@ -7,7 +7,7 @@ import pytest
 
 import dezero.functions as F
 from dezero import profiler
-from dezero.core import _settings
+from dezero.hooks import installed
 from dezero.models import MLP
 from dezero.optimizers import SGD
 
@@ -74,11 +74,11 @@ def test_chrome_trace_is_json_with_ts_and_name(tmp_path):
 
 
 def test_nothing_recorded_outside_and_hook_removed():
-    assert _settings.hooks == ()
+    assert installed() == ()
     with profiler.profile() as prof:
-        assert _settings.hooks == (prof,)
+        assert installed() == (prof,)
         F.exp(np.ones(3))
-    assert _settings.hooks == ()
+    assert installed() == ()
     n = len(prof.events)
     F.exp(np.ones(3))
     assert len(prof.events) == n == 1

@@ -52,3 +52,52 @@ __all__ = [
     *reduction.__all__,
     *rnn.__all__,
 ]
+
+
+# =============================================================================
+# Variable methods that need the op library: installed here, as the book's setup_variable
+# installs them (the engine, dezero.core, never names dezero.functions)
+# =============================================================================
+def _install_variable_methods() -> None:
+    from dezero.core import Variable
+    from dezero.functions.array import get_item, reshape, sum_to, transpose
+    from dezero.functions.linalg import matmul
+    from dezero.functions.math import _power, _rpower, astype
+    from dezero.functions.reduction import max, min, sum
+
+    def reshape_(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return reshape(self, shape)
+
+    def transpose_(self, *axes):
+        if len(axes) == 0:
+            axes = None
+        elif len(axes) == 1 and (isinstance(axes[0], (tuple, list)) or axes[0] is None):
+            axes = axes[0]
+        return transpose(self, axes)
+
+    methods = {
+        "reshape": reshape_,
+        "transpose": transpose_,
+        "T": property(lambda self: transpose(self)),
+        "sum": lambda self, axis=None, keepdims=False: sum(self, axis, keepdims),
+        "max": lambda self, axis=None, keepdims=False: max(self, axis, keepdims),
+        "min": lambda self, axis=None, keepdims=False: min(self, axis, keepdims),
+        "sum_to": lambda self, shape: sum_to(self, shape),
+        "astype": lambda self, dtype: astype(self, dtype),
+        "matmul": lambda self, W: matmul(self, W),
+        "dot": lambda self, W: matmul(self, W),
+        "__matmul__": lambda self, other: matmul(self, other),
+        "__rmatmul__": lambda self, other: matmul(other, self),
+        "__getitem__": lambda self, slices: get_item(self, slices),
+        "__pow__": _power,
+        "__rpow__": _rpower,
+    }
+    for name, fn in methods.items():
+        if not isinstance(fn, property):
+            fn.__name__ = fn.__qualname__ = name
+        setattr(Variable, name, fn)
+
+
+_install_variable_methods()

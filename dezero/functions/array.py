@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from dezero import array_utils, cuda
-from dezero.core import Function, Variable, _constant_like, as_variable
+from dezero.core import Function, Variable, as_variable, constant_like
 
 __all__ = [
     "broadcast_to",
@@ -813,7 +813,7 @@ def where(condition, x0, x1):
     if not isinstance(x0, Variable) and not isinstance(x1, Variable):
         x0 = as_variable(x0)
     if isinstance(x0, Variable):
-        x1 = _constant_like(x1, x0.data)
+        x1 = constant_like(x1, x0.data)
     else:
-        x0 = _constant_like(x0, x1.data)
+        x0 = constant_like(x0, x1.data)
     return Where(condition)(x0, x1)

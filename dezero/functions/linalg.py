@@ -8,7 +8,7 @@ import string
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Function, Variable, _constant, unbroadcast
+from dezero.core import Function, Variable, constant, unbroadcast
 from dezero.functions.array import broadcast_to, reshape, transpose
 from dezero.functions.reduction import sum as _sum
 
@@ -21,11 +21,6 @@ def _swap_last(x):
     axes = list(range(x.ndim))
     axes[-1], axes[-2] = axes[-2], axes[-1]
     return transpose(x, axes)
-
-
-def _as_operand(x):
-    """A Variable for ``x``; a raw array becomes a constant (no gradient is computed)."""
-    return x if isinstance(x, Variable) else _constant(x)
 
 
 def _shape_str(shape):
@@ -90,7 +85,7 @@ def matmul(x, W):
     (2, 4)
     """
     f = MatMul()
-    x, W = _as_operand(x), _as_operand(W)
+    x, W = constant(x), constant(W)
     if x.ndim == 0 or W.ndim == 0:
         raise ValueError("matmul: operands must have at least one dimension (use * for scalars)")
     if x.ndim == 1 and W.ndim == 1:

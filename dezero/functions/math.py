@@ -3,17 +3,20 @@ softplus, gelu, astype (any order of derivative)."""
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from dezero import cuda
 from dezero.core import (
     Function,
     Variable,
-    _constant_like,
-    _lhs,
+    constant,
+    constant_like,
     unbroadcast,
 )
 from dezero.functions import _checks
+from dezero.functions.array import where
 
 __all__ = [
     "abs",
@@ -371,14 +374,84 @@ def minimum(x0, x1):
     return Minimum()(x0, x1)
 
 
+class Pow(Function):
+    """``x ** c`` for a constant exponent ``c``."""
+
+    def __init__(self, c):
+        # a NumPy float64 scalar exponent must not promote a float32 base
+        self.c = c.item() if isinstance(c, np.generic) else c
+
+    def forward(self, x):
+        c = self.c
+        if c == 2:
+            return x * x
+        if x.dtype.kind == "f" and not float(c).is_integer() and x.size:
+            xp = cuda.get_array_module(x)
+            if bool(xp.any(x < 0)):
+                raise ValueError(
+                    f"pow: negative base with the non-integer exponent {c} has no real value"
+                )
+        return x**c
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        c = self.c
+        if c == 2:
+            return gy * x * 2
+        return gy * (x ** (c - 1) * c)
+
+
+class PowVar(Function):
+    """``x0 ** x1`` with a differentiable exponent: d/dx1 = x0 ** x1 * log(x0)."""
+
+    def forward(self, x0, x1):
+        xp = cuda.get_array_module(x0)
+        if x0.dtype.kind == "f" and x0.size and bool(xp.any(x0 < 0)):
+            x1b = xp.broadcast_to(x1, xp.broadcast_shapes(x0.shape, x1.shape))
+            x0b = xp.broadcast_to(x0, x1b.shape)
+            if bool(xp.any((x0b < 0) & (x1b != xp.round(x1b)))):
+                raise ValueError(
+                    "pow: negative base with a non-integer exponent has no real value"
+                )
+        return x0**x1
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        y = self.outputs[0]()
+        gx0 = gy * x1 * x0 ** (x1 - 1)
+        # d/dx1 needs log(x0); where x0 <= 0 the exponent must be an integer and the
+        # gradient with respect to it is taken as 0, as in NumPy-based frameworks.
+        positive = x0.data > 0
+        safe = x0 if bool(positive.all()) else where(positive, x0, 1.0)
+        gx1 = gy * y * log(safe)
+        return unbroadcast(gx0, x0), unbroadcast(gx1, x1)
+
+
+def _power(x, c):
+    """``x ** c`` (installed as ``Variable.__pow__``): a scalar exponent is a constant, a
+    Variable or array exponent is differentiable."""
+    if isinstance(c, (numbers.Number, np.generic)):
+        return Pow(c)(x)
+    if isinstance(c, cuda.array_types) and c.ndim == 0:
+        return Pow(c.item())(x)
+    if isinstance(c, (Variable, *cuda.array_types)):
+        return PowVar()(x, constant_like(c, x.data))
+    raise TypeError(f"unsupported exponent type for pow: {type(c).__name__}")
+
+
+def _rpower(x, c):
+    """``c ** x`` (installed as ``Variable.__rpow__``): the base ``c`` is a constant."""
+    return PowVar()(constant_like(c, x.data), x)
+
+
 def _pair(name, x0, x1):
     """The operands of an elementwise comparison, scalars in the other operand's dtype."""
     _checks.real(name, x0)
     _checks.real(name, x1)
     if not isinstance(x0, Variable) and isinstance(x1, Variable):
-        return _constant_like(x0, x1.data), x1
-    x0 = _lhs(x0)
-    return x0, _constant_like(x1, x0.data)
+        return constant_like(x0, x1.data), x1
+    x0 = constant(x0)
+    return x0, constant_like(x1, x0.data)
 
 
 def clip(x, x_min, x_max):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Config, Function, Variable, _constant, as_variable, unbroadcast
+from dezero.core import Config, Function, Variable, as_variable, constant, unbroadcast
 from dezero.functions.array import reshape
 from dezero.functions.math import sqrt
 from dezero.functions.reduction import mean as _mean
@@ -164,8 +164,8 @@ def batch_norm(x, gamma, beta, mean, var, decay=0.9, eps=2e-5) -> Variable:
     # statistics enter as constant Variables, so that a trace (dezero.onnx) sees the buffers.
     xp = cuda.get_array_module(x.data)
     dtype = x.dtype
-    mean = _constant(xp.asarray(mean, dtype=dtype))
-    inv_std = 1.0 / sqrt(_constant(xp.asarray(var, dtype=dtype)) + eps)
+    mean = constant(xp.asarray(mean, dtype=dtype))
+    inv_std = 1.0 / sqrt(constant(xp.asarray(var, dtype=dtype)) + eps)
     gamma, beta = as_variable(gamma), as_variable(beta)
     scale = gamma * inv_std
     shift = beta - scale * mean

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from typing import Any
 
 import numpy as np
 
 import dezero
 from dezero import core, cuda
+from dezero.callsite import user_location
 from dezero.core import Parameter, Variable, no_grad, test_mode
+from dezero.hooks import installed
 
 MIN_OPSET = 18  # ReduceMean/ReduceMax take their axes as an input from opset 18 on
 
-_PACKAGE = os.path.dirname(os.path.abspath(dezero.__file__)) + os.sep
-_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_OP_FILES = (os.path.join(_PACKAGE, "core.py"), os.path.join(_PACKAGE, "functions") + os.sep)
 
 
 class ExportError(ValueError):
@@ -37,28 +34,6 @@ def _require_onnx():
 # =============================================================================
 # Tracing
 # =============================================================================
-def _user_line() -> str:
-    """``file:line`` of the code that called the Function being recorded.
-
-    The first frame outside dezero; for dezero's own models and layers (whose caller is the
-    exporter), the innermost frame outside the op library.
-    """
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
-        frame = frame.f_back  # the tracer itself
-    inner = None
-    while frame is not None:
-        file = frame.f_code.co_filename
-        if file.startswith(_HERE):
-            break
-        if not file.startswith(_PACKAGE):
-            return f"{file}:{frame.f_lineno}"
-        if inner is None and not file.startswith(_OP_FILES):
-            inner = f"{file}:{frame.f_lineno}"
-        frame = frame.f_back
-    return inner or "<unknown>"
-
-
 class _Record:
     __slots__ = ("f", "inputs", "outputs", "where")
 
@@ -96,12 +71,12 @@ class _Tracer(core.FunctionHook):
         self.records: list[_Record] = []
 
     def forward_post(self, f, xs, outputs):
-        self.records.append(_Record(f, tuple(xs), tuple(outputs), _user_line()))
+        self.records.append(_Record(f, tuple(xs), tuple(outputs), user_location(stop_at=__file__)))
 
 
 def _trace(model, arrays):
     """Run ``model`` on Variables of ``arrays`` in test mode; return (inputs, output, records)."""
-    if any(isinstance(h, _Tracer) for h in core._settings.hooks):
+    if any(isinstance(h, _Tracer) for h in installed()):
         raise RuntimeError("dezero.onnx.export: already tracing (export is not reentrant)")
     xs = [Variable(a) for a in arrays]
     states = _states(model)

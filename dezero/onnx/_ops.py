@@ -28,6 +28,7 @@ from dezero.functions import (
     reduction,
     rnn,
 )
+from dezero.functions import math as fmath
 
 EXPORTERS: dict = {}
 NOT_EXPORTED: dict = {}
@@ -85,7 +86,7 @@ _BINARY = {
     core.Sub: "Sub",
     core.Mul: "Mul",
     core.Div: "Div",
-    core.PowVar: "Pow",
+    fmath.PowVar: "Pow",
     math.Maximum: "Max",
     math.Minimum: "Min",
 }
@@ -94,8 +95,8 @@ _BINARY = {
 @exporter(*_BINARY)
 def _binary(g, op):
     kind = type(op.f)
-    names = op.ins if kind is core.PowVar else _same_type(g, op)
-    if kind is core.PowVar:
+    names = op.ins if kind is fmath.PowVar else _same_type(g, op)
+    if kind is fmath.PowVar:
         names = [g.cast(op.ins[0], op.xs[0].dtype, op.ys[0].dtype), op.ins[1]]
     g.node(_BINARY[kind], names, op.outs)
 
@@ -145,7 +146,7 @@ def _constant_op(g, op):
     g.node(kind, [c, x] if reflected else [x, c], op.outs)
 
 
-@exporter(core.Pow)
+@exporter(fmath.Pow)
 def _pow(g, op):
     (x,) = _same_type(g, op)
     g.node("Pow", [x, g.const(op.f.c, dtype=op.ys[0].dtype, hint="exponent")], op.outs)
