@@ -15,6 +15,7 @@ from dezero.core import (
     Variable,
     as_array,
     as_variable,
+    grad,
     no_grad,
     setup_variable,
     test_mode,

@@ -131,6 +131,7 @@ test_mode.__test__ = False  # keep pytest from collecting it when imported into 
 # =============================================================================
 _SCALAR_TYPES = (numbers.Number, np.generic)
 _ndarray = np.ndarray
+_generic = np.generic
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 
 
@@ -639,8 +640,12 @@ def _backprop(roots, seeds, p: BackwardPass, stop: int = 0, keep=()) -> None:
                     gxs = tuple(gxs) if type(gxs) is list else (gxs,)
                 if len(gxs) != len(inputs):
                     _bad_count(f, gxs)
-            if hooks:
-                arrays = [None if g is None else g.data for g in gxs] if create_graph else gxs
+            if hooks:  # observers get arrays (NumPy returns scalars from 0-d arithmetic)
+                if create_graph:
+                    arrays = [None if g is None else g.data for g in gxs]
+                else:
+                    gxs = arrays = tuple(np.asarray(g) if isinstance(g, _generic) else g
+                                         for g in gxs)
                 for h in hooks:
                     h.backward_post(f, arrays)
             for x, gx in zip(inputs, gxs):

@@ -5,9 +5,9 @@ or evaluates one, as JAX's and ``torch.func``'s do. They run on the engine's rev
 
 - the arguments being differentiated are handed to ``f`` as fresh Variables; ``f`` runs
   with a graph recorded (also under ``no_grad()``);
-- the backward pass stops at those Variables and at every Variable ``f`` did not create
-  (a model's parameters, the caller's intermediate results): nothing before them is
-  visited, and no ``.grad`` of anything outside is changed (all are restored);
+- the gradients come from the engine's pure pass (``dezero.grad``): it visits no Function
+  older than the differentiated arguments and reads or changes no ``.grad`` anywhere (a
+  model's parameters and the caller's Variables keep theirs);
 - jvp is the double-vjp trick: ``u -> J^T u`` is linear, and the vjp of that map with
   respect to ``u`` is ``J v``.
 
@@ -37,7 +37,8 @@ import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import Function, FunctionHook, Variable, _settings, using_config
+from dezero.core import Config, Function, Variable, using_config
+from dezero.core import grad as engine_grad
 
 __all__ = ["grad", "hessian", "hvp", "jacobian", "jvp", "value_and_grad", "vjp"]
 
@@ -54,16 +55,6 @@ class _Identity(Function):
 
     def backward_array(self, xs, ys, gys):
         return gys[0]
-
-
-class _Recorder(FunctionHook):
-    """Collects the Functions called while ``f`` runs: the inside of the derivative."""
-
-    def __init__(self):
-        self.funcs: list = []
-
-    def forward_post(self, f, xs, outputs) -> None:
-        self.funcs.append(f)
 
 
 # =============================================================================
@@ -97,7 +88,7 @@ class _Traced:
     """``f`` evaluated once at the arguments, ready for any number of pullbacks."""
 
     def __init__(self, f: Callable, args: Sequence, argnums: tuple[int, ...]):
-        recording = _settings.enable_backprop
+        recording = Config.enable_backprop
         call_args = list(args)
         self.targets, self.is_var = [], []
         for i in argnums:
@@ -111,8 +102,7 @@ class _Traced:
                 self.is_var.append(False)
             call_args[i] = t
             self.targets.append(t)
-        recorder = _Recorder()
-        with recorder, using_config("enable_backprop", True):
+        with using_config("enable_backprop", True):
             out = f(*call_args)
         if isinstance(out, (tuple, list)):
             raise TypeError(
@@ -120,7 +110,6 @@ class _Traced:
                 f"{type(out).__name__}; differentiate each output separately"
             )
         self.out = out if isinstance(out, Variable) else Variable(_data(out))
-        self.funcs = recorder.funcs
 
     def output(self):
         """``f``'s value: a Variable when a differentiated argument is one, else an array."""
@@ -131,7 +120,7 @@ class _Traced:
         out = self.out
         ct_var = isinstance(cotangent, Variable)
         wants_var = [v or ct_var for v in self.is_var]
-        create_graph = _settings.enable_backprop and any(wants_var)
+        create_graph = Config.enable_backprop and any(wants_var)
         seed = cotangent if ct_var else Variable(_data(cotangent))
         if seed.shape != out.shape:
             raise ValueError(
@@ -142,36 +131,8 @@ class _Traced:
         if out.data.dtype.kind == "f" and seed.dtype != out.dtype:
             seed = Variable(seed.data.astype(out.dtype))
 
-        # Every Variable the pass may touch: its .grad is saved and restored. Those made
-        # outside f (the targets, parameters, the caller's results) are made leaves for the
-        # pass, so that it stops there.
-        inside = {id(f) for f in self.funcs}
-        saved: dict[int, tuple] = {}
-        for v in (out, *self.targets):
-            saved[id(v)] = (v, v.grad)
-        for f in self.funcs:
-            for x in getattr(f, "inputs", ()):
-                saved.setdefault(id(x), (x, x.grad))
-            for ref in getattr(f, "outputs", ()):
-                y = ref()
-                if y is not None:
-                    saved.setdefault(id(y), (y, y.grad))
-        cut = [(v, v.creator) for v, _ in saved.values()
-               if v.creator is not None and id(v.creator) not in inside]
-        try:
-            for v, _ in saved.values():
-                v.grad = None
-            for v, _ in cut:
-                v.creator = None
-            out.grad = seed
-            out.backward(create_graph=create_graph)
-            grads = [t.grad for t in self.targets]
-        finally:
-            for v, creator in cut:
-                v.creator = creator
-            for v, g in saved.values():
-                v.grad = g
-
+        # the engine's pure pass: no .grad of anything is read or changed
+        grads = engine_grad(out, self.targets, grad_outputs=seed, create_graph=create_graph)
         result = []
         for t, g, as_var in zip(self.targets, grads, wants_var):
             if g is None:  # f does not depend on this argument

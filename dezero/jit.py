@@ -107,6 +107,7 @@ class _Recorder(FunctionHook):
         self.random: list[str] = []
         self.opts: list = []
         self.pending = None  # the backward op being recorded (backward_pre -> _post)
+        self.in_backward = None  # the Function whose gradient the pass computes now
 
     # --- slots -------------------------------------------------------------------
     def new(self, a=None) -> int:
@@ -170,6 +171,8 @@ class _Recorder(FunctionHook):
 
     # --- the events ----------------------------------------------------------------
     def forward_post(self, f, xs, outputs) -> None:
+        if current_pass() is not None:  # an op of a Variable-level backward
+            self.frozen_arrays(f, xs)
         self.functions[id(f)] = f
         ins = [self.input_slot(x, f) for x in xs]
         outs = [self.new(y.data) for y in outputs]
@@ -177,8 +180,25 @@ class _Recorder(FunctionHook):
         if getattr(f, "draws_random", False):
             self.random.append(_name(f))
 
+    def frozen_arrays(self, f, xs) -> None:
+        """An op that a backward formula makes holds arrays as attributes (a constant
+        operand, a mask): made from the step's values, they would be the first call's at
+        every replay. Formulas must pass such arrays as inputs (from Functions)."""
+        attrs = [getattr(f, n, None) for c in type(f).__mro__ for n in getattr(
+            c, "__slots__", ()) if n not in ("__dict__", "__weakref__", "inputs", "outputs")]
+        attrs += list(getattr(f, "__dict__", {}).values())
+        attrs += [x.data for x in xs if x.creator is None and x.data.size > 1
+                  and self.target(x) is None]
+        for a in attrs:
+            if isinstance(a, cuda.array_types) and id(a) not in self.slot_of:
+                self.fail(f"the backward of {_name(self.in_backward)} makes an array of shape "
+                          f"{a.shape} outside Functions and hands it to {_name(f)} as a "
+                          f"constant; a replay would reuse the first call's values. The "
+                          f"formula must compute it with dezero functions")
+
     def backward_pre(self, f) -> None:
         p = current_pass()
+        self.in_backward = f
         self.pending = None
         if p.create_graph or f.backward_array is None:
             return  # the ops of its Variable-level backward are recorded as they run

@@ -9,7 +9,8 @@ __all__ = ["embed_id"]
 
 
 def _check_ids(x, W):
-    """Raise a clear error for non-integer ids or ids outside ``[0, len(W))``."""
+    """Raise a clear error for non-integer ids (the wrapper: types are part of a trace's
+    signature)."""
     if x.dtype.kind not in "iu":
         raise TypeError(
             f"embed_id: ids must be an integer array, got dtype {x.dtype} "
@@ -17,6 +18,11 @@ def _check_ids(x, W):
         )
     if W.ndim == 0:
         raise ValueError("embed_id: W must have at least one dimension (the vocabulary)")
+
+
+def _check_range(x, W):
+    """Raise a clear error for ids outside ``[0, len(W))`` (in forward: a replayed step,
+    ``dezero.jit``, runs it for every batch)."""
     V = W.shape[0]
     if x.size == 0:
         return
@@ -46,35 +52,38 @@ class EmbedID(Function):
     forward pass (``dezero.onnx``) sees where they came from."""
 
     def forward(self, W, ids):
+        _check_range(ids, W)
         # backward scatters into the rows named by the ids: a copy (small ints), so that a
         # caller refilling its id buffer before backward() cannot change the gradient
         self.ids = ids.copy()
         return W[ids]
 
+    # both forms: the array form scatters directly; the Variable form is an op (any order)
     def backward(self, gy):
-        W = self.inputs[0]
-        return EmbedIDGrad(self.ids, W.shape)(gy), None
+        return EmbedIDGrad(self, self.inputs[0].shape)(gy), None
 
     def backward_array(self, xs, ys, gys):
-        return EmbedIDGrad(self.ids, xs[0].shape).forward(gys[0]), None
+        return _scatter_add(self.ids, gys[0], xs[0].shape, gys[0].dtype), None
 
 
 class EmbedIDGrad(Function):
     """The adjoint of the lookup: scatter-add ``gy`` into the rows ``ids`` of a zero ``W``.
 
     It is linear in ``gy``, and its own adjoint is the lookup again, so
-    ``d/dgy <ggW, scatter(gy)> = ggW[ids]``: every order of derivative follows.
+    ``d/dgy <ggW, scatter(gy)> = ggW[ids]``: every order of derivative follows. It reads the
+    ids of ``lookup`` (the EmbedID it differentiates) when it runs, so that a replayed step
+    (``dezero.jit``) scatters each batch's ids.
     """
 
-    def __init__(self, ids, W_shape):
-        self.ids = ids
+    def __init__(self, lookup, W_shape):
+        self.lookup = lookup
         self.W_shape = W_shape
 
     def forward(self, gy):
-        return _scatter_add(self.ids, gy, self.W_shape, gy.dtype)
+        return _scatter_add(self.lookup.ids, gy, self.W_shape, gy.dtype)
 
     def backward(self, ggW):
-        return EmbedID()(ggW, self.ids)
+        return EmbedID()(ggW, self.lookup.ids)
 
 
 def embed_id(x, W):

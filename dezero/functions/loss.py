@@ -193,13 +193,11 @@ class SoftmaxCrossEntropy(Function):
         log_p = x[xp.arange(N), self.t] - self.log_z[:, 0]
         return xp.asarray(-log_p.sum() / N, dtype=x.dtype)
 
+    # both forms: the array form works in place on one buffer (memory)
     def backward(self, gy):
         x = self.inputs[0]
-        xp = cuda.get_array_module(x.data)
         N = x.shape[0]
-        rows = xp.arange(N)
-        one_hot = xp.zeros(x.shape, dtype=x.dtype)  # in x's dtype: no float64 creep
-        one_hot[rows, self.t] = 1
+        one_hot = _OneHot(self)(x)  # an op: a replayed step makes each batch's
         return (softmax(x, axis=1) - one_hot) * (gy * (1.0 / N)), None
 
     def backward_array(self, xs, ys, gys):
@@ -212,6 +210,24 @@ class SoftmaxCrossEntropy(Function):
         gx[xp.arange(N), self.t] -= 1
         gx *= gys[0] / N
         return gx, None
+
+
+class _OneHot(Function):
+    """The one-hot labels of a SoftmaxCrossEntropy, in the shape and dtype of its scores
+    (no gradient). It reads the labels that op saved when it runs (a copy of the caller's
+    buffer), so that a replayed step (``dezero.jit``) uses each batch's."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def forward(self, x):
+        xp = cuda.get_array_module(x)
+        one_hot = xp.zeros(x.shape, dtype=x.dtype)  # in x's dtype: no float64 creep
+        one_hot[xp.arange(x.shape[0]), self.loss.t] = 1
+        return one_hot
+
+    def backward(self, gy):
+        return None
 
 
 def softmax_cross_entropy(x, t):
