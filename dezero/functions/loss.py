@@ -197,7 +197,7 @@ class SoftmaxCrossEntropy(Function):
     def backward(self, gy):
         x = self.inputs[0]
         N = x.shape[0]
-        one_hot = _OneHot(self)(x)  # an op: a replayed step makes each batch's
+        one_hot = OneHotLabels(self)(x)  # an op: a replayed step makes each batch's
         return (softmax(x, axis=1) - one_hot) * (gy * (1.0 / N)), None
 
     def backward_array(self, xs, ys, gys):
@@ -212,7 +212,7 @@ class SoftmaxCrossEntropy(Function):
         return gx, None
 
 
-class _OneHot(Function):
+class OneHotLabels(Function):
     """The one-hot labels of a SoftmaxCrossEntropy, in the shape and dtype of its scores
     (no gradient). It reads the labels that op saved when it runs (a copy of the caller's
     buffer), so that a replayed step (``dezero.jit``) uses each batch's."""

@@ -542,6 +542,7 @@ _BACKWARD_ONLY = "appears only in gradient graphs; export traces a forward pass"
 NOT_EXPORTED.update({
     array.GetItemGrad: _BACKWARD_ONLY,
     embedding.EmbedIDGrad: _BACKWARD_ONLY,
+    loss.OneHotLabels: _BACKWARD_ONLY,
     conv.Conv2dGradW: _BACKWARD_ONLY,
     conv._PoolScatter: _BACKWARD_ONLY,
     conv._PoolGather: _BACKWARD_ONLY,
