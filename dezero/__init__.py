@@ -3,7 +3,7 @@
 The framework that "Deep Learning from Scratch 3" builds in 60 steps, complete and fast.
 """
 
-__version__ = "0.1.0"
+from dezero.version import __version__
 
 is_simple_core = False
 

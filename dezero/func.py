@@ -37,24 +37,11 @@ import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import Config, Function, Variable, using_config
+from dezero.core import Config, Variable, using_config
 from dezero.core import grad as engine_grad
+from dezero.functions.array import Identity
 
 __all__ = ["grad", "hessian", "hvp", "jacobian", "jvp", "value_and_grad", "vjp"]
-
-
-class _Identity(Function):
-    """``y = x``: the point where a derivative starts (its input connects the result to the
-    caller's graph; the pass inside stops at its output)."""
-
-    def forward(self, x):
-        return x
-
-    def backward(self, gy):
-        return gy
-
-    def backward_array(self, xs, ys, gys):
-        return gys[0]
 
 
 # =============================================================================
@@ -95,7 +82,7 @@ class _Traced:
             a = args[i]
             if isinstance(a, Variable):
                 # through an identity the result depends on the caller's Variable
-                t = _Identity()(a) if recording and a.requires_grad else Variable(a.data)
+                t = Identity()(a) if recording and a.requires_grad else Variable(a.data)
                 self.is_var.append(True)
             else:
                 t = Variable(_data(a))

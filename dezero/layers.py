@@ -22,7 +22,7 @@ import numpy as np
 
 import dezero.functions as F
 from dezero import cuda
-from dezero.core import Config, Parameter, _settings, test_mode
+from dezero.core import Config, Parameter, test_mode
 from dezero.hints import attribute_error
 from dezero.hooks import HookHandle
 from dezero.serialization import (
@@ -211,7 +211,7 @@ class Layer:
             new = fn(self, inputs)
             if new is not None:
                 inputs = new if isinstance(new, tuple) else (new,)
-        if not self.training and _settings.train:
+        if not self.training and Config.train:
             with test_mode():
                 outputs = self.forward(*inputs)
         else:
@@ -381,6 +381,27 @@ class Layer:
         lines.append(")")
         return lines
 
+    def members(self) -> list[str]:
+        """The names of this layer's registered attributes, in order: its parameters,
+        sub-layers (and lists of them), then its buffers."""
+        return [*self._params, *self._buffers]
+
+    def own_params(self) -> Iterator[Parameter]:
+        """The Parameters this layer holds itself (also in lists), not its sub-layers'."""
+        for name in self._params:
+            stack = [self.__dict__.get(name)]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, Parameter):
+                    yield v
+                elif isinstance(v, (list, tuple)):
+                    stack.extend(reversed(v))
+
+    def own_buffers(self) -> Iterator[tuple[str, Any]]:
+        """``(name, array_or_None)`` for this layer's own buffers, not its sub-layers'."""
+        for name in self._buffers:
+            yield name, getattr(self, name)
+
     def named_params(self) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(path, parameter)`` pairs, paths '/'-joined (``'l1/W'``), in order."""
         for entry in self._walk("", set()):
@@ -456,10 +477,13 @@ class Layer:
         Raises:
             CheckpointError (a ValueError): naming every offending key and the problem.
         """
-        return self._apply_load(self._plan_load(state, strict))
+        return self.finish_load(self.prepare_load(state, strict))
 
-    def _plan_load(self, state: Mapping[str, Any], strict: bool):
-        """Check ``state`` against this layer; return what to assign (nothing is changed)."""
+    def prepare_load(self, state: Mapping[str, Any], strict: bool = True):
+        """The first half of ``load_state_dict``: check ``state`` against this layer and
+        return a plan of what to assign; nothing is changed (raises as ``load_state_dict``).
+        A load of several objects (a checkpoint: model, optimizer, ...) prepares them all,
+        then finishes them all, so that it is all or nothing."""
         entries = {entry.path: entry for entry in self._walk("", set())}
         xp_default = np
         for entry in entries.values():
@@ -515,7 +539,9 @@ class Layer:
             )
         return assignments, missing, unexpected
 
-    def _apply_load(self, plan) -> tuple[list[str], list[str]]:
+    def finish_load(self, plan) -> tuple[list[str], list[str]]:
+        """The second half of ``load_state_dict``: assign what ``prepare_load`` planned.
+        Returns ``(missing_keys, unexpected_keys)``."""
         assignments, missing, unexpected = plan
         for entry, xp, dtype, value in assignments:
             if xp is np:

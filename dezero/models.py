@@ -114,7 +114,7 @@ def _summary(model: L.Layer, inputs) -> Summary:
     # recurrent state (h, c: Variables that are not Parameters) is put back afterwards
     state = []
     for layer in layers:
-        members = set(layer._params) | set(layer._buffers)
+        members = set(layer.members())
         state.append({k: v for k, v in layer.__dict__.items()
                       if k not in members and (v is None or (isinstance(v, Variable)
                                                              and not isinstance(v, Parameter)))})
@@ -133,7 +133,7 @@ def _summary(model: L.Layer, inputs) -> Summary:
         for h in handles:
             h.remove()
         for layer, before in zip(layers, state):
-            members = set(layer._params) | set(layer._buffers)
+            members = set(layer.members())
             for k, v in list(layer.__dict__.items()):
                 if k in members or not isinstance(v, Variable) or isinstance(v, Parameter):
                     continue
@@ -143,19 +143,8 @@ def _summary(model: L.Layer, inputs) -> Summary:
                     object.__delattr__(layer, k)
 
     def own(layer):
-        params, buffers = 0, 0
-        for name in layer._params:
-            stack = [layer.__dict__.get(name)]
-            while stack:
-                v = stack.pop()
-                if isinstance(v, Parameter) and v.data is not None:
-                    params += v.size
-                elif isinstance(v, (list, tuple)):
-                    stack.extend(v)
-        for name in layer._buffers:
-            v = getattr(layer, name)
-            if v is not None:
-                buffers += v.size
+        params = sum(p.size for p in layer.own_params() if p.data is not None)
+        buffers = sum(v.size for _, v in layer.own_buffers() if v is not None)
         return params, buffers
 
     header = ("Layer", "Type", "Output shape", "Params", "Buffers")

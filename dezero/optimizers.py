@@ -340,7 +340,9 @@ class Optimizer:
                 )
         return out
 
-    def _plan_load(self, state: Mapping[str, Any]):
+    def prepare_load(self, state: Mapping[str, Any]):
+        """The first half of ``load_state_dict``: check ``state`` and return a plan; nothing
+        is changed (raises as ``load_state_dict``)."""
         params = dict(self.named_params())
         problems = []
         cls = state.get("class")
@@ -392,7 +394,8 @@ class Optimizer:
             )
         return int(np.asarray(state["t"])), hyper, new_state
 
-    def _apply_load(self, plan) -> None:
+    def finish_load(self, plan) -> None:
+        """The second half of ``load_state_dict``: apply what ``prepare_load`` planned."""
         t, hyper, new_state = plan
         self.t = t
         for h, value in hyper.items():
@@ -406,7 +409,7 @@ class Optimizer:
             CheckpointError (a ValueError): another optimizer's state, missing keys, state
                 for parameters the target lacks, or mismatched shapes (all named).
         """
-        self._apply_load(self._plan_load(state))
+        self.finish_load(self.prepare_load(state))
 
 
 def _set_grads(params, grads) -> None:

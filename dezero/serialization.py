@@ -25,15 +25,11 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from dezero import cuda
-
-if TYPE_CHECKING:  # layers and optimizers import this module
-    from dezero.layers import Layer
-    from dezero.optimizers import Optimizer
 
 __all__ = [
     "CheckpointError",
@@ -662,7 +658,7 @@ _FORMAT = "dezero-checkpoint-1"
 _FINGERPRINT = "fingerprint.json"
 
 
-def model_fingerprint(model: Layer) -> list[tuple[str, tuple[int, ...] | None]]:
+def model_fingerprint(model) -> list[tuple[str, tuple[int, ...] | None]]:
     """The model's parameters as ``[(path, shape), ...]`` in order (shape None while lazy).
 
     What ``save_checkpoint`` stores beside the weights, so that a folder of checkpoints can
@@ -718,7 +714,7 @@ def checkpoint_fingerprint(path) -> list[tuple[str, tuple[int, ...] | None]]:
             ) from e
 
 
-def fingerprint_mismatch(fingerprint, model: Layer) -> str | None:
+def fingerprint_mismatch(fingerprint, model) -> str | None:
     """None when a checkpoint of ``fingerprint`` fits ``model``, else its first mismatch.
 
     Fits: the same parameter names in the same order, and the same shape wherever the
@@ -746,7 +742,7 @@ def fingerprint_mismatch(fingerprint, model: Layer) -> str | None:
     return None
 
 
-def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **extra) -> None:
+def save_checkpoint(path, model, optimizer=None, **extra) -> None:
     """Save ``model``, ``optimizer`` and ``extra`` values to one ``.npz`` file, atomically.
 
     ``extra`` holds numbers, strings, arrays, and lists/tuples/dicts of those, e.g.
@@ -767,7 +763,7 @@ def save_checkpoint(path, model: Layer, optimizer: Optimizer | None = None, **ex
     save_npz_atomic(path, arrays)
 
 
-def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
+def load_checkpoint(path, model, optimizer=None,
                     strict: bool = True, check=None) -> dict[str, Any]:
     """Restore a ``save_checkpoint`` file into ``model`` (and ``optimizer``); return extras.
 
@@ -789,12 +785,12 @@ def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
     model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     opt_state = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")}
     try:
-        model_plan = model._plan_load(model_state, strict)
+        model_plan = model.prepare_load(model_state, strict)
         opt_plan = None
         if optimizer is not None:
             if not opt_state:
                 raise CheckpointError("the checkpoint holds no optimizer state")
-            opt_plan = optimizer._plan_load(opt_state)
+            opt_plan = optimizer.prepare_load(opt_state)
         meta = json.loads(arrays["extra.json"].tobytes().decode("utf-8"))
         extra = {k: _decode(v, arrays) for k, v in meta.items()}
     except CheckpointError as e:
@@ -803,7 +799,7 @@ def load_checkpoint(path, model: Layer, optimizer: Optimizer | None = None,
         raise CheckpointError(f"{where}: damaged extras ({type(e).__name__}: {e})") from None
     if check is not None:
         check(extra)
-    model._apply_load(model_plan)
+    model.finish_load(model_plan)
     if opt_plan is not None:
-        optimizer._apply_load(opt_plan)
+        optimizer.finish_load(opt_plan)
     return extra

@@ -240,8 +240,8 @@ class Softplus(Function):
         return gy * exp(x - y)
 
 
-_GELU_C = float(np.sqrt(2.0 / np.pi))
-_GELU_A = 0.044715
+GELU_C = float(np.sqrt(2.0 / np.pi))
+GELU_A = 0.044715
 
 
 class GELU(Function):
@@ -249,8 +249,8 @@ class GELU(Function):
         if x.ndim == 0:  # in-place ufuncs need arrays; NumPy turns 0-d results into scalars
             return self.forward(x.reshape(1)).reshape(())
         xp = cuda.get_array_module(x)
-        c = _GELU_C
-        a = _GELU_A
+        c = GELU_C
+        a = GELU_A
         t = x * x
         t *= a * c
         t += c
@@ -265,8 +265,8 @@ class GELU(Function):
     def backward(self, gy):
         (x,) = self.inputs
         x2 = x * x
-        t = tanh(x * (x2 * (_GELU_A * _GELU_C) + _GELU_C))
-        du = x2 * (3 * _GELU_A * _GELU_C) + _GELU_C
+        t = tanh(x * (x2 * (GELU_A * GELU_C) + GELU_C))
+        du = x2 * (3 * GELU_A * GELU_C) + GELU_C
         return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
 
     def backward_array(self, xs, ys, gys):
@@ -277,8 +277,8 @@ class GELU(Function):
         th = self.th
         xp = cuda.get_array_module(x)
         du = x * x
-        du *= 3 * _GELU_A * _GELU_C
-        du += _GELU_C
+        du *= 3 * GELU_A * GELU_C
+        du += GELU_C
         g = th * th
         xp.subtract(1, g, out=g)
         g *= x

@@ -39,6 +39,17 @@ def _norm_axis(axis, ndim, name):
     return int(axis) % ndim
 
 
+class Identity(Function):
+    """``y = x`` (no copy), an op: where ``dezero.func`` starts a derivative (its input
+    connects the result to the caller's graph)."""
+
+    def forward(self, x):
+        return x
+
+    def backward_array(self, xs, ys, gys):
+        return gys[0]
+
+
 # =============================================================================
 # reshape, transpose, expand_dims, flatten, squeeze
 # =============================================================================
@@ -267,7 +278,7 @@ def _short(slices):
     return out[0] if not isinstance(slices, tuple) else "(" + ", ".join(out) + ")"
 
 
-class _Slot:
+class IndexSlot:
     """Where the k-th index array of a GetItem goes in its index (see ``_split_index``)."""
 
     __slots__ = ("k",)
@@ -282,7 +293,7 @@ class _Slot:
 def _split_index(slices, xp):
     """Split ``slices`` into a template and its index arrays.
 
-    Every array, list or Variable in the index becomes an input of GetItem (a ``_Slot`` marks
+    Every array, list or Variable in the index becomes an input of GetItem (a ``IndexSlot`` marks
     its place in the template), so that a trace of the forward pass (``dezero.onnx``) sees
     where the indices came from; ints, slices, None and Ellipsis stay in the template.
     """
@@ -297,7 +308,7 @@ def _split_index(slices, xp):
         elif not isinstance(s, Variable):
             return s
         arrays.append(s)
-        return _Slot(len(arrays) - 1)
+        return IndexSlot(len(arrays) - 1)
 
     if isinstance(slices, tuple):
         return tuple(one(s) for s in slices), arrays
@@ -306,13 +317,13 @@ def _split_index(slices, xp):
 
 def _fill_index(template, arrays):
     if isinstance(template, tuple):
-        return tuple(arrays[s.k] if type(s) is _Slot else s for s in template)
-    return arrays[template.k] if type(template) is _Slot else template
+        return tuple(arrays[s.k] if type(s) is IndexSlot else s for s in template)
+    return arrays[template.k] if type(template) is IndexSlot else template
 
 
 class GetItem(Function):
     """``(x, *index_arrays) -> x[index]``; ``template`` is the index with each array replaced
-    by a ``_Slot`` naming its input (the arrays are inputs, never differentiated)."""
+    by a ``IndexSlot`` naming its input (the arrays are inputs, never differentiated)."""
 
     def __init__(self, template):
         self.template = template

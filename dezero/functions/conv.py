@@ -474,7 +474,7 @@ class Pooling(_Pool):
         return y
 
     def backward(self, gy):
-        return self._then(_PoolScatter, gy)
+        return self._then(PoolScatter, gy)
 
     def backward_array(self, xs, ys, gys):
         # the winners' offsets of this call's forward (a replayed step recomputes them)
@@ -482,7 +482,7 @@ class Pooling(_Pool):
                                  self.pad)
 
 
-class _PoolScatter(_Pool):
+class PoolScatter(_Pool):
     """Route each output gradient to its window's winner (the backward of max pooling)."""
 
     def forward(self, gy):
@@ -490,17 +490,17 @@ class _PoolScatter(_Pool):
                                  self.pad)
 
     def backward(self, ggx):
-        return self._then(_PoolGather, ggx)
+        return self._then(PoolGather, ggx)
 
 
-class _PoolGather(_Pool):
-    """Read each window's winner (the backward of _PoolScatter, so pooling is any order)."""
+class PoolGather(_Pool):
+    """Read each window's winner (the backward of PoolScatter, so pooling is any order)."""
 
     def forward(self, x):
         return _max_pool_gather(x, self.indexes, self.ksize, self.stride, self.pad)
 
     def backward(self, gy):
-        return self._then(_PoolScatter, gy)
+        return self._then(PoolScatter, gy)
 
 
 class AveragePooling(_Pool):
@@ -511,13 +511,13 @@ class AveragePooling(_Pool):
         return _avg_pool(x, self.ksize, self.stride, self.pad)
 
     def backward(self, gy):
-        return self._then(_AvgPoolGrad, gy)
+        return self._then(AvgPoolGrad, gy)
 
     def backward_array(self, xs, ys, gys):
         return _avg_pool_grad(gys[0], self.x_shape, self.ksize, self.stride, self.pad)
 
 
-class _AvgPoolGrad(_Pool):
+class AvgPoolGrad(_Pool):
     """Spread each output gradient evenly over its window (the adjoint of average pooling)."""
 
     def forward(self, gy):

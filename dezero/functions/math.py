@@ -491,7 +491,7 @@ def clip(x, x_min, x_max):
     return Clip(x_min, x_max)(x)
 
 
-_MOVED = ("GELU", "Softplus", "_GELU_A", "_GELU_C", "gelu", "softplus")
+_MOVED = ("GELU", "Softplus", "GELU_A", "GELU_C", "gelu", "softplus")
 
 
 def __getattr__(name):

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-import dezero
 from dezero import core, cuda
 from dezero.callsite import user_location
 from dezero.core import Parameter, Variable, no_grad, test_mode
 from dezero.hooks import installed
+from dezero.layers import Layer
+from dezero.version import __version__
 
 MIN_OPSET = 18  # ReduceMean/ReduceMax take their axes as an input from opset 18 on
 
@@ -54,10 +55,10 @@ def _states(model) -> list:
         seen.add(id(layer))
         buffers = getattr(layer, "_buffers", {})
         for name, value in vars(layer).items():
-            if isinstance(value, dezero.Layer):
+            if isinstance(value, Layer):
                 layers.append(value)
             elif isinstance(value, (list, tuple)):
-                layers.extend(v for v in value if isinstance(v, dezero.Layer))
+                layers.extend(v for v in value if isinstance(v, Layer))
             elif (value is None or isinstance(value, (Variable, *cuda.array_types))) and (
                     not isinstance(value, Parameter) and name not in buffers):
                 out.append((layer, name, value))
@@ -376,14 +377,12 @@ def export(model, args, path, input_names=None, output_names=None, dynamic_batch
 
     # parameters and buffers, by their path in the model
     param_names: dict[int, str] = {}
-    if isinstance(model, dezero.Layer):
-        for entry in model._walk("", set()):
-            if entry[0] == "param":
-                param_names[id(entry[2])] = entry[1]
-            else:
-                value = getattr(entry[2], entry[3])
-                if value is not None:
-                    param_names[id(value)] = entry[1]
+    if isinstance(model, Layer):
+        for where, p in model.named_params():
+            param_names.setdefault(id(p), where)
+        for where, value in model.named_buffers():
+            if value is not None:
+                param_names.setdefault(id(value), where)
 
     # keep only the calls that lead to the outputs
     producer = {}
@@ -434,7 +433,7 @@ def export(model, args, path, input_names=None, output_names=None, dynamic_batch
                               initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="dezero",
-                              producer_version=dezero.__version__)
+                              producer_version=__version__)
     proto.ir_version = helper.find_min_ir_version_for(opsets)
     data = proto.SerializeToString()  # once: it is the slow part for big models
     onnx.checker.check_model(data)

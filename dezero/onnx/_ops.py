@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dezero import core, cuda, func
+from dezero import core, cuda
 from dezero.functions import (
     activation,
     array,
@@ -172,8 +172,8 @@ def _gelu(g, op):
     dtype = op.ys[0].dtype
     (x,) = _same_type(g, op)
     x3 = g.node("Mul", [g.node("Mul", [x, x]), x])
-    inner = g.node("Add", [x, g.node("Mul", [x3, g.const(activation._GELU_A, dtype=dtype)])])
-    t = g.node("Tanh", [g.node("Mul", [inner, g.const(activation._GELU_C, dtype=dtype)])])
+    inner = g.node("Add", [x, g.node("Mul", [x3, g.const(activation.GELU_A, dtype=dtype)])])
+    t = g.node("Tanh", [g.node("Mul", [inner, g.const(activation.GELU_C, dtype=dtype)])])
     one_plus = g.node("Add", [t, g.const(1.0, dtype=dtype)])
     half_x = g.node("Mul", [x, g.const(0.5, dtype=dtype)])
     g.node("Mul", [half_x, one_plus], op.outs)
@@ -356,7 +356,7 @@ def _get_item(g, op):
             none_out.append(out_pos)
             out_pos += 1
             continue
-        if isinstance(s, array._Slot):
+        if isinstance(s, array.IndexSlot):
             v = op.xs[1 + s.k]
             if v.dtype.kind == "b":
                 raise ExportError("boolean masks select a data-dependent number of elements")
@@ -544,9 +544,9 @@ NOT_EXPORTED.update({
     embedding.EmbedIDGrad: _BACKWARD_ONLY,
     loss.OneHotLabels: _BACKWARD_ONLY,
     conv.Conv2dGradW: _BACKWARD_ONLY,
-    conv._PoolScatter: _BACKWARD_ONLY,
-    conv._PoolGather: _BACKWARD_ONLY,
-    conv._AvgPoolGrad: _BACKWARD_ONLY,
+    conv.PoolScatter: _BACKWARD_ONLY,
+    conv.PoolGather: _BACKWARD_ONLY,
+    conv.AvgPoolGrad: _BACKWARD_ONLY,
     conv.Im2col: "the patch layout of the book's conv2d_simple has no ONNX op; use "
                  "F.conv2d / L.Conv2d, which export as Conv",
     conv.Col2im: "the adjoint of im2col (the book's deconvolution by hand) has no ONNX op; "
@@ -559,6 +559,6 @@ NOT_EXPORTED.update({
     loss.SoftmaxCrossEntropy: "a training loss whose labels are data, not an input; export "
                               "the logits (and F.softmax for probabilities)",
     loss.SigmoidCrossEntropy: "a training loss; export the logits (and F.sigmoid)",
-    func._Identity: "dezero.func's starting point of a derivative; export traces a model's "
+    array.Identity: "dezero.func's starting point of a derivative; export traces a model's "
                     "forward pass, where it does not occur",
 })
