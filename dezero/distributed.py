@@ -38,10 +38,14 @@ How it works
   a model to the GPU). Where CuPy has NCCL and every rank has a device of its own, buckets
   are reduced by NCCL on the device; otherwise (ranks sharing a GPU, no NCCL) they are staged
   through host memory and reduced over MPI. ``repr(comm)`` shows which.
-- Faults: with more than one rank, an uncaught exception on any rank prints the rank and its
-  traceback and calls ``MPI_Abort``, which ends every rank (instead of leaving the others
-  blocked in an allreduce). Ctrl-C does the same, also on a rank blocked inside MPI
-  (a watcher thread aborts the job if the main thread has not within 2 seconds).
+- Faults: with more than one rank, any rank that ends with a non-zero status ends every rank
+  within seconds (instead of leaving the others blocked in an allreduce): an uncaught
+  exception prints the rank and its traceback and calls ``MPI_Abort``; ``sys.exit(n)`` /
+  ``raise SystemExit(n)`` with a non-zero ``n`` says so and calls ``MPI_Abort(n)`` at exit;
+  a signal ends the process without MPI_Finalize, which ``mpiexec`` turns into the end of
+  the job. Ctrl-C does the same, also on a rank blocked inside MPI (a watcher thread aborts
+  the job if the main thread has not within 2 seconds). A rank that ends with status 0
+  before the others waits for them at MPI_Finalize, as usual.
 - BatchNorm keeps per-rank statistics: each rank normalises with the mean and variance of its
   own share of the batch and updates its own running averages (what ChainerMN and PyTorch
   DDP do without SyncBatchNorm). Gradients are still averaged, so the parameters stay
@@ -201,6 +205,7 @@ class _Layout:
         self.signature = signature
         digest = hashlib.blake2b(repr(signature).encode(), digest_size=7).digest()
         self.key = int.from_bytes(digest, "little")  # fits in int64, also negated
+        self.header = np.zeros(2, dtype=np.int64)
         self.flags = np.zeros(2 + len(signature), dtype=np.int64)
         self.buckets: list[_Bucket] = []
         groups: dict[tuple, list] = {}  # (dtype, on gpu) -> parameter indices, in order
@@ -462,11 +467,19 @@ class Communicator:
         if self.size == 1 or not named:
             return
         layout = self._layout(named)
+        MPI = self._MPI
+        # a fixed-size header first: ranks with other parameter counts would otherwise
+        # meet in an allreduce of flags of different lengths (MPI's "Message truncated")
+        header = layout.header
+        header[0], header[1] = layout.key, -layout.key
+        self.mpi_comm.Allreduce(MPI.IN_PLACE, header, op=MPI.MAX)
+        if header[0] != -header[1]:  # max(key) != min(key): the layouts differ
+            self.check_consistent([_meta(n, p.data) for n, p in named], "allreduce_grads")
+            raise ValueError("allreduce_grads: the ranks' parameters differ (devices or order)")
         flags = layout.flags
         flags[0], flags[1] = layout.key, -layout.key
         for i, (_, p) in enumerate(named):
             flags[2 + i] = p.grad is not None
-        MPI = self._MPI
         self.mpi_comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
         if flags[0] != -flags[1]:  # max(key) != min(key): the layouts differ
             self.check_consistent([_meta(n, p.data) for n, p in named], "allreduce_grads")
@@ -807,6 +820,46 @@ def mpiexec_command(python: str | None = None) -> list[str] | None:
 # =============================================================================
 # Faults: one rank's error ends the job
 # =============================================================================
+def _abort_on_failed_exit(rank: int, size: int, abort) -> None:
+    """A rank that ends with a non-zero status (``sys.exit(3)``, ``raise SystemExit(3)``,
+    ``exit(3)``) aborts the job; otherwise its MPI_Finalize at exit would wait for ranks that
+    wait for it. (A signal ends the process without MPI_Finalize, which the launcher turns
+    into the end of the job; an uncaught exception goes through ``excepthook``.)
+
+    The status is recorded where Python code asks to exit: ``sys.exit`` and ``SystemExit``
+    (the name in ``builtins``, a subclass that records its code) are wrapped while MPI runs
+    with more than one rank.
+    """
+    import atexit
+    import builtins
+
+    status: list = [None]
+    real_exit = sys.exit
+
+    def exit_recording(code=None):
+        status[0] = code
+        real_exit(code)
+
+    class SystemExit(builtins.SystemExit):
+        def __init__(self, *args):
+            super().__init__(*args)
+            status[0] = self.code
+
+    sys.exit = exit_recording
+    builtins.SystemExit = SystemExit
+
+    def at_exit() -> None:
+        code = status[0]
+        if code is None or code == 0:
+            return
+        n = code if isinstance(code, int) and not isinstance(code, bool) else 1
+        sys.stderr.write(f"[dezero.distributed] rank {rank} of {size} is exiting with status "
+                         f"{code!r}: aborting all ranks (MPI_Abort)\n")
+        abort(n)
+
+    atexit.register(at_exit)
+
+
 def _install_fault_handlers(comm: Communicator) -> None:
     """An uncaught exception (or Ctrl-C) on any rank prints it and aborts every rank."""
     MPI = comm._MPI
@@ -836,6 +889,7 @@ def _install_fault_handlers(comm: Communicator) -> None:
         abort(130 if issubclass(etype, KeyboardInterrupt) else 1)
 
     sys.excepthook = excepthook
+    _abort_on_failed_exit(rank, size, abort)
 
     # Ctrl-C reaches a rank blocked inside an MPI call only as a flag that Python checks
     # when the call returns, which it never does if another rank is gone. The signal module

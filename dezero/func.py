@@ -48,17 +48,23 @@ __all__ = ["grad", "hessian", "hvp", "jacobian", "jvp", "value_and_grad", "vjp"]
 # The core: run f once, pull cotangents back as often as asked
 # =============================================================================
 def _argnums(argnums, n_args: int, name: str) -> tuple[tuple[int, ...], bool]:
-    single = isinstance(argnums, (int, np.integer))
+    single = isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
+    if not single and not isinstance(argnums, (tuple, list)):
+        raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if single else tuple(argnums)
     if not nums:
         raise ValueError(f"{name}: argnums must name at least one argument")
     out = []
     for i in nums:
-        if not isinstance(i, (int, np.integer)) or not -n_args <= i < n_args:
+        if (isinstance(i, bool) or not isinstance(i, (int, np.integer))
+                or not -n_args <= i < n_args):
             raise ValueError(
                 f"{name}: argnums={argnums!r} does not name one of the {n_args} positional "
                 f"argument(s)"
             )
+        if int(i) % n_args in out:  # a second gradient slot would get a zero
+            raise ValueError(f"{name}: argnums={argnums!r} names argument {int(i) % n_args} "
+                             f"twice")
         out.append(int(i) % n_args)
     return tuple(out), bool(single)
 
@@ -91,12 +97,21 @@ class _Traced:
             self.targets.append(t)
         with using_config("enable_backprop", True):
             out = f(*call_args)
+        if out is None:
+            raise TypeError("dezero.func: f returned None; it must return the value to "
+                            "differentiate (a Variable or an array); a missing return?")
         if isinstance(out, (tuple, list)):
             raise TypeError(
                 "dezero.func: f must return one Variable or array, not a "
                 f"{type(out).__name__}; differentiate each output separately"
             )
-        self.out = out if isinstance(out, Variable) else Variable(_data(out))
+        if not isinstance(out, Variable):
+            data = _data(out)
+            if data.dtype.kind not in "biufc":
+                raise TypeError(f"dezero.func: f must return a number, a Variable or an array, "
+                                f"not {type(out).__name__} (dtype {data.dtype})")
+            out = Variable(data)
+        self.out = out
 
     def output(self):
         """``f``'s value: a Variable when a differentiated argument is one, else an array."""

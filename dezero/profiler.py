@@ -27,6 +27,7 @@ show where time goes, but a profiled step is slower than an unprofiled one.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -80,45 +81,73 @@ class Profile(FunctionHook):
         self._tid = threading.get_ident()
 
     # --- the observer -------------------------------------------------------------
-    def _open(self, name, phase, gpu) -> None:
-        if gpu:
-            _sync()
-        self._stack.append([name, phase, time.perf_counter_ns(), 0, gpu])
-
-    def _close(self) -> None:
-        if not self._stack:
-            return
-        name, phase, start, child_ns, gpu = self._stack.pop()
-        if gpu:
-            _sync()
-        end = time.perf_counter_ns()
-        self.events.append(Event(name, phase, start, end, end - start - child_ns))
+    # An open interval: [name, phase, start, child_ns, gpu, owner, frame, last]. ``owner``
+    # is the Function or optimizer, ``frame`` the engine's Python frame that reported the
+    # start, ``last`` the time of its last activity seen (its start, or a nested interval's
+    # end). An op that raises never reports its end: the next event finds its frame gone
+    # from the stack and closes it at its last activity, so it does not absorb the time of
+    # the ops after it.
+    def _open(self, name, phase, gpu, owner) -> None:
+        here = inspect.currentframe()
+        frame = here.f_back.f_back  # the engine's frame that called forward_pre & co.
         if self._stack:
-            self._stack[-1][3] += end - start
+            live = set()
+            f = here
+            while f is not None:
+                live.add(id(f))
+                f = f.f_back
+            while self._stack and id(self._stack[-1][6]) not in live:
+                self._end(self._stack.pop(), stale=True)
+        if gpu:
+            _sync()
+        now = time.perf_counter_ns()
+        self._stack.append([name, phase, now, 0, gpu, owner, frame, now])
+
+    def _close(self, owner) -> None:
+        if not any(entry[5] is owner for entry in self._stack):
+            return
+        while self._stack[-1][5] is not owner:  # nested intervals an exception left open
+            self._end(self._stack.pop(), stale=True)
+        self._end(self._stack.pop(), stale=False)
+
+    def _end(self, entry, stale: bool) -> None:
+        name, phase, start, child_ns, gpu, _, _, last = entry
+        if stale:
+            end = last
+        else:
+            if gpu:
+                _sync()
+            end = time.perf_counter_ns()
+        self.events.append(Event(name, phase, start, end, max(0, end - start - child_ns)))
+        if self._stack:
+            parent = self._stack[-1]
+            parent[3] += end - start
+            parent[7] = end
 
     def forward_pre(self, f, inputs) -> None:
-        self._open(type(f).__name__, "forward", self.sync_gpu and _on_gpu(inputs))
+        self._open(type(f).__name__, "forward", self.sync_gpu and _on_gpu(inputs), f)
 
     def forward_post(self, f, xs, outputs) -> None:
-        self._close()
+        self._close(f)
 
     def backward_pre(self, f) -> None:
         self._open(type(f).__name__, "backward",
-                   self.sync_gpu and _on_gpu(getattr(f, "inputs", ())))
+                   self.sync_gpu and _on_gpu(getattr(f, "inputs", ())), f)
 
     def backward_post(self, f, gxs) -> None:
-        self._close()
+        self._close(f)
 
     def update_pre(self, optimizer) -> None:
-        self._open(type(optimizer).__name__, "update", self.sync_gpu and cuda.gpu_enable)
+        self._open(type(optimizer).__name__, "update", self.sync_gpu and cuda.gpu_enable,
+                   optimizer)
 
     def update_post(self, optimizer) -> None:
-        self._close()
+        self._close(optimizer)
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
-        while self._stack:  # intervals an exception left open end here
-            self._close()
+        while self._stack:  # intervals an exception left open end at their last activity
+            self._end(self._stack.pop(), stale=True)
 
     # --- reports ------------------------------------------------------------------
     def summary(self) -> list[dict]:

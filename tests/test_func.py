@@ -238,3 +238,25 @@ def test_jvp_and_hvp_of_variables_compose_with_the_engine():
     assert x.grad is None
     F.sum(hv).backward()  # 24 x v
     np.testing.assert_allclose(x.grad.data, 24 * x.data * v)
+
+
+def test_argnums_twice_and_f_without_a_return_are_refused():
+    from dezero import func
+
+    def f(x, y):
+        return (x * y).sum()
+
+    with pytest.raises(ValueError, match=r"argnums=\(0, 0\) names argument 0 twice"):
+        func.grad(f, argnums=(0, 0))(np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"names argument 1 twice"):
+        func.jacobian(f, argnums=(1, -1))(np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints"):
+        func.grad(f, argnums=0.5)(np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints, got True"):
+        func.grad(f, argnums=True)(np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="does not name one of the 2"):
+        func.grad(f, argnums=(0, 2))(np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match="f returned None"):
+        func.grad(lambda x: None)(np.ones(2))
+    with pytest.raises(TypeError, match="f must return a number, a Variable or an array"):
+        func.grad(lambda x: "x")(np.ones(2))

@@ -96,3 +96,39 @@ def test_on_the_device(xp, tmp_path):
                                                          ("MatMul", "backward")}
     prof.export_chrome_trace(tmp_path / "t.json")
     assert "MatMul" in prof.table()
+
+
+def test_an_op_that_raises_does_not_absorb_the_time_of_later_ops():
+    import time
+
+    import dezero
+
+    class Raises(dezero.Function):
+        def forward(self, x):
+            raise ValueError("bad op")
+
+    class Slow(dezero.Function):
+        def forward(self, x):
+            time.sleep(0.02)
+            return x * 1
+
+        def backward(self, gy):
+            raise RuntimeError("bad gradient")
+
+    x = dezero.Variable(np.ones(3))
+    with profiler.profile() as prof:
+        for _ in range(3):
+            with pytest.raises(ValueError, match="bad op"):
+                Raises()(x)
+        y = Slow()(x)  # 20 ms, outside the raising ops
+        with pytest.raises(RuntimeError, match="bad gradient"):
+            F.sin(y).backward()
+        F.cos(x)
+    rows = {(r["name"], r["phase"]): r for r in prof.summary()}
+    assert rows[("Raises", "forward")]["calls"] == 3
+    assert rows[("Raises", "forward")]["total_ns"] < 5e6  # not the 20 ms that followed
+    assert rows[("Slow", "forward")]["total_ns"] >= 2e7
+    assert rows[("Slow", "backward")]["total_ns"] < 5e6  # closed, not left open to the end
+    assert rows[("Cos", "forward")]["calls"] == 1
+    # nested intervals still nest: Sin's backward ran inside nothing, Slow's forward holds none
+    assert all(e.self_ns >= 0 and e.end >= e.start for e in prof.events)
