@@ -16,6 +16,7 @@ import numpy as np
 
 from dezero import cuda
 from dezero.array_utils import sum_to
+from dezero.hints import attribute_error
 from dezero.hooks import (
     FunctionHook,
     HookHandle,
@@ -197,6 +198,11 @@ class Variable:
 
     __slots__ = ("__weakref__", "creator", "data", "generation", "grad", "name", "requires_grad")
     __array_priority__ = 200
+
+    def __getattr__(self, name: str):
+        # only for names not found the usual way (never on the engine's path): a PyTorch
+        # name (x.numpy(), x.detach()) gets dezero's spelling in the message
+        raise attribute_error(self, name)
 
     def __init__(self, data=None, name: str | None = None):
         if data is not None and type(data) is not _ndarray and not isinstance(

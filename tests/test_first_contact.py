@@ -235,6 +235,9 @@ def test_linear_in_pytorch_order_is_refused():
         (lambda: optimizers.SGD(), "step", "update()"),
         (lambda: optimizers.SGD(), "zero_grad", "model.cleargrads()"),
         (lambda: optimizers.StepLR(optimizers.SGD(), 2), "get_last_lr", "get_lr()"),
+        (lambda: dezero.Variable(np.ones(2)), "numpy", ".data (the NumPy array itself"),
+        (lambda: dezero.Variable(np.ones(2)), "detach", "Variable(x.data)"),
+        (lambda: dezero.Variable(np.ones(2)), "cuda", "to_gpu()"),
     ],
 )
 def test_pytorch_names_get_a_did_you_mean(make, name, hint):

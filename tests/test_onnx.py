@@ -441,7 +441,49 @@ def test_signature_is_the_one_api_md_pins():
     import inspect
 
     params = inspect.signature(donnx.export).parameters
-    assert [(p.name, p.default) for p in params.values()] == [
+    positional = [p for p in params.values() if p.kind is not p.KEYWORD_ONLY]
+    assert [(p.name, p.default) for p in positional] == [
         ("model", inspect.Parameter.empty), ("args", inspect.Parameter.empty),
         ("path", inspect.Parameter.empty), ("input_names", None), ("output_names", None),
         ("dynamic_batch", True), ("opset", None)]
+    # beyond API.md, keyword-only: what a value read during the trace does (issue 21)
+    assert [(p.name, p.default) for p in params.values() if p.kind is p.KEYWORD_ONLY] == [
+        ("value_reads", "error")]
+
+
+def test_a_value_read_while_tracing_is_refused_or_warned():
+    import warnings
+
+    class Branchy(Model):
+        def __init__(self):
+            super().__init__()
+            self.l = L.Linear(3, in_size=4)
+
+        def forward(self, x):
+            y = self.l(x)
+            if float(y.sum()) > 0:  # a branch the graph would freeze
+                return y * 2
+            return y
+
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(donnx.ExportError, match=r"float\(\) reads the value of a Variable .* "
+                                                r"while the model is traced, at .*test_onnx"):
+        donnx.export(Branchy(), x, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        donnx.export(Branchy(), x, None, value_reads="warn")
+    assert len(caught) == 1 and "one fixed branch" in str(caught[0].message)
+    with pytest.raises(ValueError, match="value_reads must be 'error' or 'warn'"):
+        donnx.export(Branchy(), x, None, value_reads="ignore")
+
+
+def test_an_empty_sample_still_exports_a_dynamic_batch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    np.random.seed(0)  # noqa: NPY002  (dezero draws initial weights from it)
+    model = MLP((5, 3))
+    proto = donnx.export(model, np.zeros((0, 4), np.float32), tmp_path / "m.onnx")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 4]
+    x = np.random.default_rng(0).random((7, 4), dtype=np.float32)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-5, atol=1e-6)

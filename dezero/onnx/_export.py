@@ -66,22 +66,45 @@ def _states(model) -> list:
 
 
 class _Tracer(core.FunctionHook):
-    """Records every Function call of the tracing thread, also those on constants only."""
+    """Records every Function call of the tracing thread, also those on constants only.
 
-    def __init__(self):
+    A value read into Python while tracing (``float(v)``, ``v.item()``, ``int(v)``) would
+    freeze whatever the model decides on it as one fixed branch of the graph: refused
+    (``value_reads="error"``), or a warning (``"warn"``), as ``dezero.jit`` refuses it.
+    """
+
+    def __init__(self, value_reads: str = "error", warned: set | None = None):
         self.records: list[_Record] = []
+        self.value_reads = value_reads
+        self.warned = set() if warned is None else warned
+
+    def value_read(self, var, how: str) -> None:
+        where = user_location(stop_at=__file__)
+        message = (
+            f"{how} reads the value of a Variable (shape {var.shape}) into Python while the "
+            f"model is traced, at {where}: the exported graph would hold one fixed branch of "
+            f"whatever the model decides on that value. Keep the decision in array "
+            f"operations (F.where, F.clip...), or pass value_reads='warn' to export anyway"
+        )
+        if self.value_reads == "error":
+            raise ExportError(message)
+        if where not in self.warned:  # the second trace (dynamic_batch) warns no more
+            self.warned.add(where)
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     def forward_post(self, f, xs, outputs):
         self.records.append(_Record(f, tuple(xs), tuple(outputs), user_location(stop_at=__file__)))
 
 
-def _trace(model, arrays):
+def _trace(model, arrays, value_reads="error", warned=None):
     """Run ``model`` on Variables of ``arrays`` in test mode; return (inputs, output, records)."""
     if any(isinstance(h, _Tracer) for h in installed()):
         raise RuntimeError("dezero.onnx.export: already tracing (export is not reentrant)")
     xs = [Variable(a) for a in arrays]
     states = _states(model)
-    tracer = _Tracer()
+    tracer = _Tracer(value_reads, warned)
     try:
         with tracer, test_mode(), no_grad():
             y = model(*xs)
@@ -294,7 +317,7 @@ def _dim_param(d):
 # export
 # =============================================================================
 def export(model, args, path, input_names=None, output_names=None, dynamic_batch=True,
-           opset=None):
+           opset=None, *, value_reads="error"):
     """Trace ``model(*args)`` in test mode and write it to ``path`` as an ONNX model.
 
     Parameters
@@ -311,6 +334,13 @@ def export(model, args, path, input_names=None, output_names=None, dynamic_batch
     opset : int, optional
         The ONNX opset; None means the newest that the installed onnxruntime runs
         (at least 18).
+    value_reads : {"error", "warn"}
+        What a value read into Python during the trace (``float(v)``, ``v.item()``,
+        ``int(v)``: a branch the graph would freeze) does: raise ExportError naming the
+        line (the default, as ``dezero.jit`` does), or warn once per line and export.
+
+    With ``dynamic_batch``, a sample whose batch is empty is traced as a batch of one (zeros
+    of its dtype and other sizes), so that the batch axis stays symbolic.
 
     Returns
     -------
@@ -341,20 +371,28 @@ def export(model, args, path, input_names=None, output_names=None, dynamic_batch
         elif not isinstance(a, cuda.array_types):
             a = np.asarray(a)
         arrays.append(a)
+    if value_reads not in ("error", "warn"):
+        raise ValueError(f"export: value_reads must be 'error' or 'warn', got {value_reads!r}")
     if dynamic_batch:
         for i, a in enumerate(arrays):
             if a.ndim == 0:
                 raise ValueError(
                     f"export: input {i} is 0-d and has no batch axis; pass dynamic_batch=False"
                 )
+        if any(a.shape[0] == 0 for a in arrays):
+            # an empty sample would trace a static batch of 0: trace a batch of one instead
+            arrays = [cuda.get_array_module(a).zeros((1, *a.shape[1:]), dtype=a.dtype)
+                      for a in arrays]
 
-    xs, ys, records = _trace(model, arrays)
+    warned: set = set()
+    xs, ys, records = _trace(model, arrays, value_reads, warned)
     shapes2: dict[int, tuple] = {}
     twins: dict[int, Any] = {}
     n_batch = None
     if dynamic_batch:
         n_batch = int(arrays[0].shape[0])
-        xs2, ys2, records2 = _trace(model, [_batch_plus_one(a) for a in arrays])
+        xs2, ys2, records2 = _trace(model, [_batch_plus_one(a) for a in arrays], value_reads,
+                                    warned)
         _align(xs, ys, records, xs2, ys2, records2, shapes2, twins)
 
     g = Graph(onnx, opset, n_batch, shapes2, twins)
