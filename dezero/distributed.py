@@ -131,6 +131,8 @@ def init(*, bucket_size: int | None = None, gpu_transport: str = "auto") -> Comm
     array([1., 2.])
     """
     global _world
+    if gpu_transport not in ("auto", "nccl", "host"):
+        raise ValueError(f"gpu_transport must be 'auto', 'nccl' or 'host', got {gpu_transport!r}")
     if _world is None:
         MPI = _import_mpi()
         _world = Communicator(MPI.COMM_WORLD.Dup(), bucket_size=bucket_size or
@@ -149,7 +151,11 @@ def _named(target) -> list[tuple[str, Parameter]]:
     """``(name, parameter)`` pairs of a Layer, of a sequence of Parameters, or given."""
     if isinstance(target, Layer):
         return list(target.named_params())
-    params = list(target)
+    try:
+        params = list(target)
+    except TypeError:
+        raise TypeError(f"expected a Layer/Model or a sequence of Parameters, got "
+                        f"{type(target).__name__}") from None
     if params and all(isinstance(e, tuple) and len(e) == 2 for e in params):
         return params
     bad = [type(p).__name__ for p in params if not isinstance(p, Parameter)]
@@ -672,6 +678,9 @@ def scatter_dataset(dataset, comm: Communicator, shuffle: bool = False, seed: in
     >>> len(shard), shard.indices
     (5, array([0, 1, 2, 3, 4]))
     """
+    if not isinstance(comm, Communicator):
+        raise TypeError(f"scatter_dataset: comm must be a Communicator (distributed.init()), "
+                        f"got {type(comm).__name__}")
     n = len(dataset)
     lengths = comm.mpi_comm.allgather(n)
     if len(set(lengths)) != 1:

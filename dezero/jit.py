@@ -870,4 +870,7 @@ def jit(fn: Callable | None = None, *, check: bool = False, max_cache: int = 8,
         raise TypeError(f"jit takes a callable, not {type(fn).__name__}")
     if not isinstance(max_cache, int) or max_cache < 1:
         raise ValueError(f"jit: max_cache must be at least 1, got {max_cache!r}")
+    for name, flag in (("check", check), ("gpu_graph", gpu_graph)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"jit: {name} must be True or False, got {flag!r}")
     return _JitFunction(fn, check, max_cache, gpu_graph)

@@ -181,6 +181,9 @@ class Profile(FunctionHook):
         """
         if sort_by not in _SORT_KEYS:
             raise ValueError(f"sort_by must be one of {_SORT_KEYS}, got {sort_by!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
         rows = self.summary()
         key = {"total": lambda g: -g["total_ns"], "self": lambda g: -g["self_ns"],
                "calls": lambda g: -g["calls"], "mean": lambda g: -g["total_ns"] / g["calls"],
@@ -216,8 +219,11 @@ class Profile(FunctionHook):
                    "ts": (e.start - t0) / 1e3, "dur": (e.end - e.start) / 1e3,
                    "pid": pid, "tid": self._tid, "args": {"pass": e.phase}}
                   for e in sorted(self.events, key=lambda e: (e.start, -e.end))]
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, fh)
+        from dezero.serialization import atomic_write
+
+        text = json.dumps({"traceEvents": events, "displayTimeUnit": "ms"})
+        with atomic_write(path) as fh:
+            fh.write(text.encode("utf-8"))
 
 
 def profile(sync_gpu: bool = True) -> Profile:
@@ -245,4 +251,6 @@ def profile(sync_gpu: bool = True) -> Profile:
     >>> "Linear" in prof.table(sort_by="self")
     True
     """
+    if not isinstance(sync_gpu, bool):
+        raise TypeError(f"profile: sync_gpu must be True or False, got {sync_gpu!r}")
     return Profile(sync_gpu=sync_gpu)

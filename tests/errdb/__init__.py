@@ -8,10 +8,10 @@ message, and the state that must be unchanged after it: see ``base``) and fails 
 callable of the covered modules has neither rows nor a reason.
 """
 
-from tests.errdb import datasets, gpt, metrics, serialization, training
+from tests.errdb import datasets, distributed, gpt, metrics, serialization, tools, training
 from tests.errdb.base import Ctx, ErrorInput, assert_same, snapshot
 
-_FILES = [metrics, training, serialization, datasets, gpt]
+_FILES = [metrics, training, serialization, datasets, gpt, tools, distributed]
 
 ENTRIES: list[ErrorInput] = [e for f in _FILES for e in f.ENTRIES]
 EXEMPT: dict[str, str] = {k: v for f in _FILES for k, v in f.EXEMPT.items()}
@@ -26,6 +26,13 @@ COVERED = {
     "dataloaders": None,
     "models": ("GPT",),
     "text": None,
+    "func": None,
+    "hooks": None,
+    "anomaly": None,
+    "profiler": None,
+    "onnx": None,
+    "jit": None,
+    "distributed": None,
 }
 
 __all__ = ["COVERED", "ENTRIES", "EXEMPT", "Ctx", "ErrorInput", "assert_same", "snapshot"]
