@@ -152,7 +152,8 @@ def register_variable_hook(var, fn) -> HookHandle:
     key = id(var)
     entry = variable_hooks.get(key)
     if entry is None or entry[0]() is not var:
-        entry = (weakref.ref(var, lambda ref, key=key: _forget(key, ref)), [])
+        # _forget bound now: at interpreter exit the module's globals may be gone already
+        entry = (weakref.ref(var, lambda ref, key=key, forget=_forget: forget(key, ref)), [])
         variable_hooks[key] = entry
     return HookHandle(entry[1], fn, lambda: _forget(key, entry[0]))
 
