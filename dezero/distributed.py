@@ -762,10 +762,11 @@ class DistributedDataLoader(DataLoader):
         return self._gather(part)
 
     def state_dict(self) -> dict:
-        """``{'index': the epoch's order, 'iteration': position, 'rng': Generator state}``:
-        the same on every rank, and valid for any number of ranks."""
+        """``{'index': the epoch's order, 'iteration': position, 'batch_size': the global
+        batch, 'rng': Generator state}``: the same on every rank, and valid for any number of
+        ranks."""
         return {"index": np.array(self.index, dtype=np.int64), "iteration": int(self.iteration),
-                "rng": self.generator.bit_generator.state}
+                "batch_size": self.batch_size, "rng": self.generator.bit_generator.state}
 
     def load_state_dict(self, state) -> None:
         """Restore ``state_dict()``; the next ``for`` loop continues from the saved batch.
@@ -792,6 +793,14 @@ class DistributedDataLoader(DataLoader):
             raise ValueError(
                 f"DistributedDataLoader.load_state_dict: position {iteration} is outside an "
                 f"epoch of {self.max_iter} batches"
+            )
+        saved_batch = state.get("batch_size")
+        if saved_batch is not None and int(saved_batch) != self.batch_size and iteration:
+            raise ValueError(
+                f"DistributedDataLoader.load_state_dict: the state was saved in the middle of "
+                f"an epoch (batch {iteration}) with batch_size {int(saved_batch)}, and this "
+                f"loader has batch_size {self.batch_size}: resume with the same batch size, or "
+                f"from a checkpoint taken at an epoch's end"
             )
         if state["rng"] is not None:  # None: saved by a DataLoader on the global generator
             self.generator.bit_generator.state = state["rng"]

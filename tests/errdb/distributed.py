@@ -67,7 +67,10 @@ ENTRIES = [
           position=(lambda c: c.loader.load_state_dict(
               {"index": np.arange(10), "iteration": 9, "rng": None}), ValueError,
               "position 9 is outside an epoch of 3 batches"),
-          missing=(lambda c: c.loader.load_state_dict({}), ValueError, "missing keys")),
+          missing=(lambda c: c.loader.load_state_dict({}), ValueError, "missing keys"),
+          other_batch=(lambda c: c.loader.load_state_dict(
+              dict(c.loader.state_dict(), batch_size=5)), ValueError,
+              "batch_size 5, and this loader has batch_size 4")),
     *rows("distributed.DistributedOptimizer", _world, needs=M,
           not_an_optimizer=(lambda c: _D().DistributedOptimizer(3, c.comm), TypeError,
                             "DistributedOptimizer wraps a dezero Optimizer, got int")),
