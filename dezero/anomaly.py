@@ -15,6 +15,8 @@ synchronisation per check, which is what a debug mode may cost.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from dezero import cuda
@@ -63,6 +65,10 @@ def _describe(xs) -> str:
     return "[" + ", ".join(out) + "]"
 
 
+# where each Function called inside the mode was created, without writing on the Function
+_created_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class _AnomalyHook(FunctionHook):
     def __init__(self):
         # Functions whose backward is running (innermost last): a bad value made by an op
@@ -70,7 +76,7 @@ class _AnomalyHook(FunctionHook):
         self._in_backward: list = []
 
     def forward_pre(self, f, inputs) -> None:
-        f._anomaly_where = user_location()
+        _created_at[f] = user_location()
 
     def forward_post(self, f, xs, outputs) -> None:
         for i, y in enumerate(outputs):
@@ -99,7 +105,7 @@ class _AnomalyHook(FunctionHook):
     def _raise(self, f, phase, xs, what):
         self._in_backward.clear()  # the pass is abandoned
         name = type(f).__name__
-        where = getattr(f, "_anomaly_where", None)
+        where = _created_at.get(f)
         created = (f"created at {where}" if where is not None
                    else "created outside detect_anomaly(), so where is unknown")
         raise AnomalyError(
