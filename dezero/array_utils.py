@@ -6,18 +6,77 @@ the book's programs import them from there.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from dezero import cuda
 
 __all__ = [
+    "NUMPY2",
+    "PLAIN_SCALARS",
+    "as_array",
     "get_conv_outsize",
     "get_deconv_outsize",
     "logsumexp",
+    "operand_like",
     "pair",
     "reshape_sum_backward",
+    "scalar_to_array",
     "sum_to",
 ]
+
+
+# =============================================================================
+# Operands
+# =============================================================================
+NUMPY2 = int(np.__version__.split(".")[0]) >= 2
+# Python numbers meet a float array in an op as they are: NumPy 2 never lets them change the
+# array's dtype, and scalar arithmetic is the fastest path. (NumPy 1.x promotes a 0-d float32
+# array with a Python scalar to float64: there every operand goes through operand_like.)
+PLAIN_SCALARS = (float, int) if NUMPY2 else ()
+_SCALAR_TYPES = (numbers.Number, np.generic)
+
+
+def as_array(x, array_module=np):
+    """Return ``x`` as an array of ``array_module``; scalars become 0-d arrays."""
+    if np.isscalar(x):
+        return array_module.array(x)
+    return x
+
+
+def operand_like(c, x):
+    """Turn the scalar or array ``c`` into an operand that can meet the array ``x`` in an op.
+
+    Python and NumPy scalars take ``x``'s dtype where that loses nothing (a float scalar
+    never promotes a float32 graph to float64; an int scalar never turns floats into ints).
+    """
+    xp = cuda.get_array_module(x)
+    if isinstance(c, cuda.array_types) and c.ndim == 0 and c.dtype.kind == x.dtype.kind:
+        c = c.item()  # a 0-d array of the same kind follows x's dtype, like a scalar
+    if isinstance(c, _SCALAR_TYPES):
+        if x.dtype.kind == "b":  # bool data follows NumPy's promotion: True + 1 == 2
+            return xp.asarray(c)
+        dtype = x.dtype
+        if dtype.kind in "biu" and not isinstance(c, (numbers.Integral, np.integer, np.bool_)):
+            dtype = np.result_type(dtype, np.float64 if isinstance(c, numbers.Real) else c)
+        return xp.asarray(c, dtype=dtype)
+    if isinstance(c, cuda.array_types):
+        return c
+    raise TypeError(f"unsupported operand type for a dezero op: {type(c).__name__}")
+
+
+def scalar_to_array(data):
+    """A NumPy scalar or Python number as a 0-d array; anything else is a TypeError naming
+    its type (what a Variable's data may be)."""
+    if isinstance(data, (np.generic, numbers.Number)):  # np.generic first: the cheap check
+        array = np.asarray(data)
+        if array.dtype.kind in "biufc":
+            return array
+    raise TypeError(
+        f"Variable data must be a NumPy/CuPy ndarray, a NumPy scalar or a Python number, "
+        f"not {type(data).__name__}"
+    )
 
 
 # =============================================================================

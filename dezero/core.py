@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import numbers
 import threading
 from typing import Any
 from weakref import ref as _weakref
@@ -15,7 +14,9 @@ from weakref import ref as _weakref
 import numpy as np
 
 from dezero import cuda
-from dezero.array_utils import sum_to
+from dezero.array_utils import PLAIN_SCALARS as _PLAIN
+from dezero.array_utils import as_array, operand_like, scalar_to_array, sum_to
+from dezero.array_utils import operand_like as _op
 from dezero.hints import attribute_error
 from dezero.hooks import (
     FunctionHook,
@@ -130,52 +131,14 @@ test_mode.__test__ = False  # keep pytest from collecting it when imported into 
 # =============================================================================
 # Arrays
 # =============================================================================
-_SCALAR_TYPES = (numbers.Number, np.generic)
 _ndarray = np.ndarray
 _generic = np.generic
-_NUMPY2 = int(np.__version__.split(".")[0]) >= 2
-
-
-def as_array(x, array_module=np):
-    """Return ``x`` as an array of ``array_module``; scalars become 0-d arrays."""
-    if np.isscalar(x):
-        return array_module.array(x)
-    return x
 
 
 def constant_like(c, x):
-    """Turn the scalar or array ``c`` into an array that can meet ``x``'s data in an op.
-
-    Python and NumPy scalars take ``x``'s dtype where that loses nothing (a float scalar
-    never promotes a float32 graph to float64; an int scalar never turns floats into ints).
-    """
-    if isinstance(c, Variable):
-        return c
-    xp = cuda.get_array_module(x)
-    if isinstance(c, cuda.array_types) and c.ndim == 0 and c.dtype.kind == x.dtype.kind:
-        c = c.item()  # a 0-d array of the same kind follows x's dtype, like a scalar
-    if isinstance(c, _SCALAR_TYPES):
-        if x.dtype.kind == "b":  # bool data follows NumPy's promotion: True + 1 == 2
-            return xp.asarray(c)
-        dtype = x.dtype
-        if dtype.kind in "biu" and not isinstance(c, (numbers.Integral, np.integer, np.bool_)):
-            dtype = np.result_type(dtype, np.float64 if isinstance(c, numbers.Real) else c)
-        return xp.asarray(c, dtype=dtype)
-    if isinstance(c, cuda.array_types):
-        return c
-    raise TypeError(f"unsupported operand type for a dezero op: {type(c).__name__}")
-
-
-def _scalar_to_array(data):
-    """A NumPy scalar or Python number as a 0-d array; anything else is a TypeError."""
-    if isinstance(data, (np.generic, numbers.Number)):  # np.generic first: the cheap check
-        array = np.asarray(data)
-        if array.dtype.kind in "biufc":
-            return array
-    raise TypeError(
-        f"Variable data must be a NumPy/CuPy ndarray, a NumPy scalar or a Python number, "
-        f"not {type(data).__name__}"
-    )
+    """Turn the scalar or array ``c`` into an operand that can meet ``x``'s data in an op (a
+    Variable stays one): see ``dezero.array_utils.operand_like``."""
+    return c if isinstance(c, Variable) else operand_like(c, x)
 
 
 # =============================================================================
@@ -208,7 +171,7 @@ class Variable:
         if data is not None and type(data) is not _ndarray and not isinstance(
             data, cuda.array_types
         ):
-            data = _scalar_to_array(data)
+            data = scalar_to_array(data)
         self.data = data
         self.name = name
         self.grad = None
@@ -263,19 +226,12 @@ class Variable:
 
     def unchain_backward(self) -> None:
         """Cut the graph behind this Variable so that the past can be freed (truncated BPTT)."""
-        if self.creator is None:
-            return
-        stack = [self.creator]
-        seen = {id(self.creator)}
-        while stack:
-            f = stack.pop()
-            for x in f.inputs:
-                c = x.creator
-                if c is not None:
+        stack = [] if self.creator is None else [self.creator]
+        while stack:  # each input is unchained when first met: nothing is visited twice
+            for x in stack.pop().inputs:
+                if x.creator is not None:
+                    stack.append(x.creator)
                     x.unchain()
-                    if id(c) not in seen:
-                        seen.add(id(c))
-                        stack.append(c)
 
     def backward(self, retain_grad: bool = False, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``grad`` of every Variable upstream.
@@ -342,51 +298,45 @@ class Variable:
     def __add__(self, other):
         if isinstance(other, Variable):
             return Add()(self, other)
-        return AddConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return AddConstant(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __radd__(self, other):
-        return AddConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return AddConstant(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __sub__(self, other):
         if isinstance(other, Variable):
             return Sub()(self, other)
-        return AddConstant(-other if type(other) in _PLAIN else -_operand(other, self.data))(self)
+        return AddConstant(-other if type(other) in _PLAIN else -_op(other, self.data))(self)
 
     def __rsub__(self, other):
-        return ConstantMinus(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return ConstantMinus(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __mul__(self, other):
         if isinstance(other, Variable):
             return Mul()(self, other)
-        return MulConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return MulConstant(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __rmul__(self, other):
-        return MulConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return MulConstant(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __truediv__(self, other):
         if isinstance(other, Variable):
             return Div()(self, other)
-        return DivByConstant(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return DivByConstant(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     def __rtruediv__(self, other):
-        return ConstantOver(other if type(other) in _PLAIN else _operand(other, self.data))(self)
+        return ConstantOver(other if type(other) in _PLAIN else _op(other, self.data))(self)
 
     # --- reading the value into Python -------------------------------------------
     def item(self):
         """The value of a one-element Variable as a Python scalar."""
-        if _active.hooks:
-            _value_read(self, "item()")
-        return self.data.item()
+        return _value_read(self, "item()").item()
 
     def __float__(self):
-        if _active.hooks:
-            _value_read(self, "float()")
-        return float(self.data)
+        return float(_value_read(self, "float()"))
 
     def __int__(self):
-        if _active.hooks:
-            _value_read(self, "int()")
-        return int(self.data)
+        return int(_value_read(self, "int()"))
 
 
 class Parameter(Variable):
@@ -499,9 +449,10 @@ class Function:
         return self.backward_array(self.inputs, [ref() for ref in self.outputs], gys)
 
 
-def _value_read(var, how: str) -> None:
-    for h in _active.hooks:
+def _value_read(var, how: str):
+    for h in _active.hooks:  # observers hear of it first (dezero.jit refuses it)
         h.value_read(var, how)
+    return var.data
 
 
 # =============================================================================
@@ -731,55 +682,43 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False):
     >>> gx, grad(gx, x)[0], x.grad is None
     (variable(27.0), variable(18.0), True)
     """
-    outputs = [outputs] if isinstance(outputs, Variable) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, (Variable, *cuda.array_types)):
-        grad_outputs = [grad_outputs] * len(outputs) if len(outputs) == 1 else (
-            [None] * len(outputs) if grad_outputs is None else [grad_outputs])
-    grad_outputs = list(grad_outputs)
-    for name, seq in (("outputs", outputs), ("inputs", inputs)):
-        for v in seq:
-            if not isinstance(v, Variable):
-                raise TypeError(f"grad: {name} must be Variables, got {type(v).__name__}")
+    outputs, inputs = _variables(outputs, "outputs"), _variables(inputs, "inputs")
+    if grad_outputs is None or not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs] * len(outputs)
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
     seeds = []
     for y, g in zip(outputs, grad_outputs):
-        if g is None:
-            g = cuda.get_array_module(y.data).ones_like(y.data)
-        g = g if isinstance(g, Variable) else Variable(g)
+        g = as_variable(cuda.get_array_module(y.data).ones_like(y.data) if g is None else g)
         if g.shape != y.shape:
             raise ValueError(f"grad: a grad_output of shape {g.shape} for an output of "
                              f"shape {y.shape}")
         seeds.append(g if create_graph else g.data)
     p = BackwardPass(create_graph, False, False)
-    keep = {id(x) for x in inputs}
-    _backprop(outputs, seeds, p, min(x.generation for x in inputs) if inputs else 0, keep)
-    result = []
-    for x in inputs:
-        g = p.table.get(id(x))
-        result.append(g if g is None or isinstance(g, Variable) else Variable(g))
-    return tuple(result)
+    _backprop(outputs, seeds, p, min((x.generation for x in inputs), default=0),
+              {id(x) for x in inputs})
+    return tuple(None if g is None else as_variable(g) for g in map(p.table.get, map(id, inputs)))
+
+
+def _variables(vs, name: str) -> list:
+    vs = [vs] if isinstance(vs, Variable) else list(vs)
+    for v in vs:
+        if not isinstance(v, Variable):
+            raise TypeError(f"grad: {name} must be Variables, got {type(v).__name__}")
+    return vs
 
 
 def _bad_count(f: Function, gxs) -> None:
-    raise ValueError(
-        f"{type(f).__name__}.backward returned {len(gxs)} gradient(s) for "
-        f"{len(f.inputs)} input(s)"
-    )
+    raise ValueError(f"{type(f).__name__}.backward returned {len(gxs)} gradient(s) for "
+                     f"{len(f.inputs)} input(s)")
 
 
 def _bad_grad(f: Function, g, x) -> None:
     """The engine's contract: a gradient has its input's shape, and a float input's dtype."""
-    if g.shape != x.shape:
-        raise ValueError(
-            f"{type(f).__name__}.backward returned a gradient of shape {g.shape} for an "
-            f"input of shape {x.shape}"
-        )
-    raise TypeError(
-        f"{type(f).__name__}.backward returned a gradient of dtype {g.dtype} for an "
-        f"input of dtype {x.dtype}"
-    )
+    what = (("shape", g.shape, x.shape, ValueError) if g.shape != x.shape
+            else ("dtype", g.dtype, x.dtype, TypeError))
+    raise what[3](f"{type(f).__name__}.backward returned a gradient of {what[0]} {what[1]} "
+                  f"for an input of {what[0]} {what[2]}")
 
 
 def unbroadcast(g, x):
@@ -930,22 +869,6 @@ class Neg(Function):
 
     def backward_array(self, xs, ys, gys):
         return -gys[0]
-
-
-_PLAIN = (float, int) if _NUMPY2 else ()  # operands that _operand returns as they are
-
-
-def _operand(c, x):
-    """The constant operand of an arithmetic op with the array ``x``.
-
-    A Python float/int meeting a floating array stays a Python scalar: NumPy never lets it
-    change the array's dtype, and scalar arithmetic is the fastest path. (NumPy 1.x promotes
-    a 0-d float32 array with a Python scalar to float64, so there 0-d arrays get a cast.)
-    """
-    t = type(c)
-    if (t is float or t is int) and (_NUMPY2 or x.ndim):
-        return c
-    return constant_like(c, x)
 
 
 def _constant(x) -> Variable:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "CudaGraph",
     "array_types",
     "as_cupy",
     "as_numpy",
@@ -113,3 +114,63 @@ def get_nccl():
     except ImportError:
         return None
     return nccl if getattr(nccl, "available", True) else None
+
+
+class CudaGraph:
+    """``fn(inputs)`` (a function of CuPy arrays returning a list of them) captured into one
+    CUDA graph with fixed buffers (CuPy's stream capture).
+
+    Building it runs ``fn`` once for real on a private stream, allocating from a private
+    memory pool (``first`` holds that run's outputs), then captures a second run, inside
+    ``capture_context()``, into a graph whose buffers stay fixed: nothing outside the graph
+    allocates from that pool. Calling it copies new inputs into the graph's input buffers,
+    calls ``before_launch()``, launches the graph and returns copies of its outputs. When
+    the capture fails (a host synchronisation inside ``fn``), ``graph`` is None and
+    ``error`` says why; ``first`` is still this call's result.
+    """
+
+    def __init__(self, fn, leaves, capture_context=None, before_launch=None):
+        cp = cupy
+        self.before_launch = before_launch
+        self.pool, self.stream = cp.cuda.MemoryPool(), cp.cuda.Stream(non_blocking=True)
+        cp.cuda.get_current_stream().synchronize()  # the caller's queued work first
+        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
+            self.inputs = [cp.empty(a.shape, dtype=a.dtype) for a in leaves]
+            self._load(leaves)
+            self.first = [cp.array(o, copy=True) for o in fn(self.inputs)]
+            self.stream.synchronize()
+            self.graph = self.error = None
+            try:  # a failure from here on leaves the first run done
+                mode = getattr(cp.cuda.runtime, "streamCaptureModeRelaxed", None)
+                self.stream.begin_capture(*(() if mode is None else (mode,)))
+                try:
+                    if capture_context is None:
+                        self.outs = fn(self.inputs)
+                    else:
+                        with capture_context():
+                            self.outs = fn(self.inputs)
+                finally:
+                    graph = self.stream.end_capture()
+                if hasattr(graph, "upload"):
+                    graph.upload(self.stream)
+                self.graph = graph
+            except Exception as e:  # a host sync or an uncapturable call inside fn
+                self.error = e
+
+    def _load(self, leaves) -> None:
+        for buf, a in zip(self.inputs, leaves):
+            if isinstance(a, np.ndarray):
+                buf.set(np.ascontiguousarray(a), self.stream)
+            else:
+                cupy.copyto(buf, a)
+
+    def __call__(self, leaves) -> list:
+        cupy.cuda.get_current_stream().synchronize()
+        with self.stream:
+            self._load(leaves)
+            if self.before_launch is not None:
+                self.before_launch()
+            self.graph.launch(self.stream)
+            outs = [o.copy() for o in self.outs]
+        self.stream.synchronize()
+        return outs

@@ -93,19 +93,14 @@ class _Recorder(FunctionHook):
     Variables) are *targets*: the replay reads and writes their ``data`` and ``grad``."""
 
     def __init__(self, arg_vars: list):
-        self.n = 0
+        self.n, self.keep, self.ops, self.random, self.opts = 0, [], [], [], []
         self.slot_of: dict[int, int] = {}
-        self.keep: list = []
-        self.ops: list[tuple] = []
         self.consts: dict[int, Any] = {}
         self.reads: list[tuple] = []  # (slot, target): the target's data at replay start
-        self.targets: dict[int, tuple] = {}  # id(var) -> (var, its spec)
-        for i, v in enumerate(arg_vars):
-            self.targets[id(v)] = (v, ("arg", i))
+        # id(var) -> (var, its spec): the leaves made outside the step
+        self.targets = {id(v): (v, ("arg", i)) for i, v in enumerate(arg_vars)}
         self.functions: dict[int, Any] = {}
         self.cur: dict[int, tuple] = {}  # id(var) -> (var, slot): the pass's gradient so far
-        self.random: list[str] = []
-        self.opts: list = []
         self.pending = None  # the backward op being recorded (backward_pre -> _post)
         self.in_backward = None  # the Function whose gradient the pass computes now
 
@@ -449,76 +444,12 @@ def _build(spec, it):
 # =============================================================================
 # CUDA graphs
 # =============================================================================
-class _Graph:
-    """The replay of a tape captured into one CUDA graph, with its fixed buffers.
-
-    Built on the first GPU replay of a tape: that call's step runs for real through the same
-    code (on a private stream, allocating from a private memory pool), then the replay is
-    captured into a graph whose buffers stay fixed. Optimizers run inside the graph in their
-    graph mode (``Optimizer.graph_mode()``: the step's scalars come from a device buffer that
-    ``advance_graph_step()`` fills before each launch)."""
-
-    def __init__(self, tape: _Tape, leaves, arg_vars):
-        cp = cuda.cupy
-        self.tape, self.pool = tape, cp.cuda.MemoryPool()
-        self.stream = cp.cuda.Stream(non_blocking=True)
-        cp.cuda.get_current_stream().synchronize()
-        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
-            self.inputs = [cp.empty(a.shape, dtype=a.dtype) for a in leaves]
-            self._load(leaves, advance=False)
-            self.first = [cp.array(o, copy=True) for o in tape.replay(self.inputs, arg_vars)]
-            self.stream.synchronize()
-            self.guards = [(v, v.data) for v, _ in tape.target_vars]
-            self.graph = self.error = None
-            try:  # a failure from here on leaves this call's step done: plain replay next
-                mode = getattr(cp.cuda.runtime, "streamCaptureModeRelaxed", None)
-                self.stream.begin_capture(*(() if mode is None else (mode,)))
-                try:
-                    with _graph_modes(tape.opts):
-                        self.outs = tape.replay(self.inputs, arg_vars)
-                finally:
-                    graph = self.stream.end_capture()
-                if hasattr(graph, "upload"):
-                    graph.upload(self.stream)
-                self.graph = graph
-            except Exception as e:  # a host sync or an uncapturable call inside an op
-                self.error = e
-
-    def valid(self) -> bool:
-        return all(v.data is a for v, a in self.guards)
-
-    def _load(self, leaves, advance=True) -> None:
-        cp = cuda.cupy
-        for buf, a in zip(self.inputs, leaves):
-            if isinstance(a, np.ndarray):
-                buf.set(np.ascontiguousarray(a), self.stream)
-            else:
-                cp.copyto(buf, a)
-        if advance:
-            for opt in self.tape.opts:
-                opt.advance_graph_step()
-
-    def __call__(self, leaves):
-        cuda.cupy.cuda.get_current_stream().synchronize()  # the caller's queued work first
-        with self.stream:
-            self._load(leaves)
-            self.graph.launch(self.stream)
-            outs = [o.copy() for o in self.outs]
-        self.stream.synchronize()
-        return outs
-
-
-class _graph_modes:
-    def __init__(self, opts):
-        self.modes = [opt.graph_mode() for opt in opts]
-
-    def __enter__(self):
-        for m in self.modes:
-            m.__enter__()
-
-    def __exit__(self, *exc):
-        for m in reversed(self.modes):
-            m.__exit__(*exc)
+@contextlib.contextmanager
+def _all(contexts):
+    with contextlib.ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
 
 
 # =============================================================================
@@ -689,7 +620,8 @@ class _JitFunction:
     # --- the GPU graph -------------------------------------------------------------
     def _gpu_replay(self, tape, leaves, arg_vars):
         graph = tape.gpu_graph
-        if graph is not None and not graph.valid():  # parameters replaced (load_state_dict)
+        if graph is not None and any(v.data is not a for v, a in graph.guards):
+            # parameters replaced (load_state_dict): capture again
             graph = tape.gpu_graph = None
             tape.gpu_tried = False
         if graph is None and not tape.gpu_tried:
@@ -710,11 +642,17 @@ class _JitFunction:
                     f"a CUDA graph would replay one draw: plain replay"), None
         if any(spec[0] == "arg" for spec in tape.targets):
             return "the step writes the gradients of its argument Variables: plain replay", None
-        tape.target_vars = [(spec[1], spec) for spec in tape.targets]
-        graph = _Graph(tape, leaves, arg_vars)  # an error in the step itself propagates
+        # optimizers in graph mode: a step's scalars come from a device buffer of theirs
+        # (made now, not while capturing) that advance_graph_step() fills before a launch
+        opts = tape.opts
+        modes = [opt.graph_mode() for opt in opts]
+        graph = cuda.CudaGraph(lambda ins: tape.replay(ins, arg_vars), leaves,
+                               capture_context=lambda: _all(modes),
+                               before_launch=lambda: [o.advance_graph_step() for o in opts])
         if graph.graph is None:
             e = graph.error
             return f"capture failed ({type(e).__name__}: {e}): plain replay", graph.first
+        graph.guards = [(v, v.data) for v in (spec[1] for spec in tape.targets)]
         tape.gpu_graph = graph
         return None, graph.first
 
@@ -747,15 +685,10 @@ class _JitFunction:
 
 
 def _collect(obj, out) -> None:
-    if isinstance(obj, Variable):
-        out.append(cuda.as_numpy(obj.data))
-    elif isinstance(obj, cuda.array_types):
-        out.append(cuda.as_numpy(obj))
-    elif type(obj) in (tuple, list):
-        for o in obj:
-            _collect(o, out)
-    elif type(obj) is dict:
-        for o in obj.values():
+    if isinstance(obj, (Variable, *cuda.array_types)):
+        out.append(cuda.as_numpy(obj.data if isinstance(obj, Variable) else obj))
+    elif type(obj) in (tuple, list, dict):
+        for o in obj.values() if type(obj) is dict else obj:
             _collect(o, out)
 
 

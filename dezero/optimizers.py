@@ -438,6 +438,7 @@ class _BookHook:
 class _GraphMode:
     def __init__(self, opt):
         self.opt = opt
+        opt._graph_buffers()  # now: not while a graph is being captured
 
     def __enter__(self):
         self.opt._graph = self.opt._graph_buffers()[:2]
