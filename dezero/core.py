@@ -491,18 +491,14 @@ class BackwardPass:
 
     def store(self, x, gx) -> None:
         """Add ``gx`` (an array, or a Variable under ``create_graph``) to ``x``'s gradient."""
-        if self.writes_grad(x):
-            added = x.grad is not None
+        into = self.writes_grad(x)
+        added = (x.grad if into else self.table.get(id(x))) is not None
+        if into:
             accumulate_grad(x, gx)
         else:
-            old = self.table.get(id(x))
-            added = old is not None
-            self.table[id(x)] = add_grads(old, gx)
-        hooks = _active.hooks
-        if hooks:
-            g = gx.data if self.create_graph else gx
-            for h in hooks:
-                h.accumulate(x, g, added)
+            self.table[id(x)] = add_grads(self.table.get(id(x)), gx)
+        for h in _active.hooks:
+            h.accumulate(x, gx.data if self.create_graph else gx, added)
 
     def take(self, y, keep: bool):
         """``y``'s complete gradient, which its creator propagates now (its Variable hooks
@@ -627,16 +623,12 @@ def _backprop(roots, seeds, p: BackwardPass, stop: int = 0, keep=()) -> None:
                     push(heap, (-c.generation, counter, c))
         if p.hooked:  # the hooked Variables that no Function took (leaves) are complete now
             for key, g in list(p.table.items()):
-                x = _hooked_var(key)
+                entry = variable_hooks.get(key)
+                x = entry[0]() if entry is not None and entry[1] else None
                 if x is not None and (x.creator is None or id(x.creator) not in seen):
                     p.table[key] = p.finish(x, g)
     finally:
         _settings.enable_backprop, _settings.backward_pass = saved
-
-
-def _hooked_var(key):
-    entry = variable_hooks.get(key)
-    return None if entry is None or not entry[1] else entry[0]()
 
 
 def _backward_variables(f: Function, gys, create_graph: bool):

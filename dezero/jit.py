@@ -228,20 +228,13 @@ class _Recorder(FunctionHook):
                 self.ops.append(("setgrad", spec, self.array_slot(var.grad.data)))
             return
         g = self.array_slot(grad)
-        if spec is not None and p.writes_grad(var):
-            self.ops.append(("store", spec, g))
-            s = self.new(var.grad.data)
-            self.ops.append(("read", spec, s))
+        if spec is not None and p.writes_grad(var):  # replayed by the engine's own rule
+            self.ops += [("store", spec, g), ("read", spec, self.new(var.grad.data))]
             return
-        if added:
-            old = self.cur.get(id(var))
-            if old is None:
-                self.fail(f"a gradient is added to one that {type(var).__name__} had before "
-                          f"the step")
+        new = g
+        if added:  # a sum within the pass (a Variable made in the step: none before it)
             new = self.new()
-            self.ops.append(("acc", old[1], g, new))
-        else:
-            new = g
+            self.ops.append(("acc", self.cur[id(var)][1], g, new))
         self.cur[id(var)] = (var, new)
         now = p.gradient(var)
         if now is not None and id(now) not in self.slot_of:
