@@ -19,6 +19,10 @@ from dezero.functions import (
     reduction,
     rnn,
 )
+
+# ops: the namespace of a gradient written once (dezero.functions for a Variable, the array
+# module for an array); a helper for writing Functions, not an op, so not in __all__
+from dezero.functions._ops import ops
 from dezero.functions.activation import *
 from dezero.functions.array import *
 from dezero.functions.attention import *

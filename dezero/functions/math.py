@@ -16,6 +16,7 @@ from dezero.core import (
     unbroadcast,
 )
 from dezero.functions import _checks
+from dezero.functions._ops import ops, raw
 from dezero.functions.array import where
 
 __all__ = [
@@ -34,13 +35,12 @@ __all__ = [
 ]
 
 
+# Each gradient is written once, as ``backward_array``: operators and names that arrays and
+# Variables share (see _ops.py), so the same formula runs on arrays (no graph) and on
+# Variables (create_graph: any order of derivative).
 class Square(Function):
     def forward(self, x):
         return x * x
-
-    def backward(self, gy):
-        (x,) = self.inputs
-        return gy * x * 2
 
     def backward_array(self, xs, ys, gys):
         x = xs[0]
@@ -51,10 +51,6 @@ class Exp(Function):
     def forward(self, x):
         return cuda.get_array_module(x).exp(x)
 
-    def backward(self, gy):
-        y = self.outputs[0]()
-        return gy * y
-
     def backward_array(self, xs, ys, gys):
         return gys[0] * ys[0]
 
@@ -62,10 +58,6 @@ class Exp(Function):
 class Log(Function):
     def forward(self, x):
         return cuda.get_array_module(x).log(x)
-
-    def backward(self, gy):
-        (x,) = self.inputs
-        return gy / x
 
     def backward_array(self, xs, ys, gys):
         return gys[0] / xs[0]
@@ -75,46 +67,38 @@ class Sin(Function):
     def forward(self, x):
         return cuda.get_array_module(x).sin(x)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        return gy * cos(x)
-
     def backward_array(self, xs, ys, gys):
-        return gys[0] * cuda.get_array_module(xs[0]).cos(xs[0])
+        x = xs[0]
+        return gys[0] * ops(x).cos(x)
 
 
 class Cos(Function):
     def forward(self, x):
         return cuda.get_array_module(x).cos(x)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        return gy * -sin(x)
-
     def backward_array(self, xs, ys, gys):
-        return -gys[0] * cuda.get_array_module(xs[0]).sin(xs[0])
+        x = xs[0]
+        return -gys[0] * ops(x).sin(x)
 
 
 class Tanh(Function):
     def forward(self, x):
         return cuda.get_array_module(x).tanh(x)
 
-    def backward(self, gy):
-        y = self.outputs[0]()
-        return gy * (1 - y * y)
-
     def backward_array(self, xs, ys, gys):
-        gy, y = gys[0], ys[0]
-        return gy - gy * y * y  # gy (1 - y^2) without a Python scalar (NumPy 1.x: 0-d float32)
+        y = ys[0]
+        # the book's formula (its graph is the book's picture of tanh's derivatives);
+        # unbroadcast casts back where NumPy 1.x promotes a 0-d float32 minus a Python int
+        return unbroadcast(gys[0] * (1 - y * y), y)
 
 
 class Sqrt(Function):
     def forward(self, x):
         return cuda.get_array_module(x).sqrt(x)
 
-    def backward(self, gy):
-        y = self.outputs[0]()
-        return gy / (y * 2)
+    def backward_array(self, xs, ys, gys):
+        y = ys[0]
+        return gys[0] / (y + y)
 
 
 class AsType(Function):
@@ -125,8 +109,8 @@ class AsType(Function):
         self.in_dtype = x.dtype
         return x.astype(self.dtype, copy=False)
 
-    def backward(self, gy):
-        return astype(gy, self.in_dtype)
+    def backward_array(self, xs, ys, gys):
+        return gys[0].astype(self.in_dtype)
 
 
 def square(x):
@@ -220,27 +204,20 @@ class Abs(Function):
     def forward(self, x):
         return cuda.get_array_module(x).abs(x)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        # sign(x) is a constant of the graph: |x| is piecewise linear (gradient 0 at x == 0)
-        return gy * cuda.get_array_module(x.data).sign(x.data)
-
     def backward_array(self, xs, ys, gys):
-        return gys[0] * cuda.get_array_module(xs[0]).sign(xs[0])
+        # sign(x) is a constant of the graph: |x| is piecewise linear (gradient 0 at x == 0)
+        x = raw(xs[0])
+        return gys[0] * ops(x).sign(x)
 
 
 class Maximum(Function):
     def forward(self, x0, x1):
         return cuda.get_array_module(x0).maximum(x0, x1)
 
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        w0 = _select_weights(x0.data > x1.data, x0.data == x1.data, gy.dtype)
-        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
-
     def backward_array(self, xs, ys, gys):
         (x0, x1), gy = xs, gys[0]
-        w0 = _select_weights(x0 > x1, x0 == x1, gy.dtype)
+        a, b = raw(x0), raw(x1)
+        w0 = _select_weights(a > b, a == b, gy.dtype)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
@@ -248,19 +225,16 @@ class Minimum(Function):
     def forward(self, x0, x1):
         return cuda.get_array_module(x0).minimum(x0, x1)
 
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        w0 = _select_weights(x0.data < x1.data, x0.data == x1.data, gy.dtype)
-        return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
-
     def backward_array(self, xs, ys, gys):
         (x0, x1), gy = xs, gys[0]
-        w0 = _select_weights(x0 < x1, x0 == x1, gy.dtype)
+        a, b = raw(x0), raw(x1)
+        w0 = _select_weights(a < b, a == b, gy.dtype)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
 def _select_weights(wins, ties, dtype):
-    """Share of the gradient that goes to the first operand: 1 where it wins, 1/2 on ties."""
+    """Share of the gradient that goes to the first operand: 1 where it wins, 1/2 on ties
+    (a constant of the graph)."""
     w = wins.astype(dtype)
     w += ties.astype(dtype) * 0.5
     return w
@@ -274,19 +248,9 @@ class Clip(Function):
     def forward(self, x):
         return cuda.get_array_module(x).clip(x, self.x_min, self.x_max)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        x = x.data
-        if self.x_min is None:
-            mask = x <= self.x_max
-        elif self.x_max is None:
-            mask = x >= self.x_min
-        else:
-            mask = (x >= self.x_min) & (x <= self.x_max)
-        return gy * mask.astype(gy.dtype)
-
     def backward_array(self, xs, ys, gys):
-        x, gy = xs[0], gys[0]
+        x, gy = raw(xs[0]), gys[0]
+        # the mask is a constant of the graph
         if self.x_min is None:
             mask = x <= self.x_max
         elif self.x_max is None:
@@ -393,12 +357,12 @@ class Pow(Function):
                 )
         return x**c
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        c = self.c
+    def backward_array(self, xs, ys, gys):
+        (x,), gy, c = xs, gys[0], self.c
         if c == 2:
-            return gy * x * 2
-        return gy * (x ** (c - 1) * c)
+            return gy * (x + x)
+        # unbroadcast casts back where NumPy 1.x promotes a 0-d float32 with the scalars
+        return unbroadcast(gy * (x ** (c - 1) * c), x)
 
 
 class PowVar(Function):
