@@ -23,6 +23,17 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
+def _check_part(part, batch_size):
+    if (not isinstance(part, (tuple, list)) or len(part) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                       for v in part) or not 0 <= part[0] < part[1]):
+        raise ValueError(f"part must be (k, n) with 0 <= k < n, got {part!r}")
+    if batch_size < part[1]:
+        raise ValueError(f"batch_size {batch_size} is smaller than the number of parts, "
+                         f"{part[1]}: some part of every batch would be empty")
+    return int(part[0]), int(part[1])
+
+
 class DataLoader:
     """Iterate over ``dataset`` in mini-batches ``(x, t)``.
 
@@ -39,6 +50,11 @@ class DataLoader:
     rng : numpy.random.Generator or int, optional
         Where the orders come from: a Generator of the loader's own (an int seeds a new
         one). By default NumPy's global generator, so ``np.random.seed`` decides them.
+    part : (int, int), optional
+        ``(k, n)``: yield only the ``k``-th of ``n`` contiguous parts of each batch (equal
+        when ``n`` divides the batch, else differing by one sample), the share of process
+        ``k`` of ``n`` in data-parallel training (``dezero.distributed``). A final batch
+        with fewer than ``n`` samples is dropped (a part would be empty).
 
     A ``for`` loop over the loader runs one epoch; the next ``for`` starts a new one (also
     after a ``break``). ``len(loader)`` is the number of batches per epoch. ``t`` is None
@@ -53,7 +69,7 @@ class DataLoader:
     ([128, 128, 44], 3)
     """
 
-    def __init__(self, dataset, batch_size, shuffle=True, gpu=False, rng=None):
+    def __init__(self, dataset, batch_size, shuffle=True, gpu=False, rng=None, *, part=None):
         if rng is not None and not isinstance(rng, np.random.Generator):
             if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
                 raise TypeError(
@@ -69,6 +85,11 @@ class DataLoader:
         self.gpu = gpu
         self.data_size = len(dataset)
         self.max_iter = math.ceil(self.data_size / self.batch_size)
+        self.part = None if part is None else _check_part(part, self.batch_size)
+        if self.part is not None:
+            tail = self.data_size % self.batch_size
+            if tail and tail < self.part[1]:
+                self.max_iter -= 1
         self.reset()
 
     def reset(self):
@@ -151,8 +172,8 @@ class DataLoader:
             )
         if index.shape != (self.data_size,) or index.dtype.kind not in "iu":
             problems.append(
-                f"the saved order has shape {index.shape} and dtype {index.dtype}, expected "
-                f"({self.data_size},) integers (is this the same data set?)"
+                f"the saved order has shape {index.shape}, expected ({self.data_size},) "
+                f"integers (got dtype {index.dtype}; is this the same data set?)"
             )
         if not 0 <= iteration <= self.max_iter:
             problems.append(f"position {iteration} is outside an epoch of {self.max_iter} batches")
@@ -193,7 +214,12 @@ class DataLoader:
             self.reset()
             raise StopIteration
         i, size = self.iteration, self.batch_size
-        batch = self._gather(self.index[i * size : (i + 1) * size])
+        indices = self.index[i * size : (i + 1) * size]
+        if self.part is not None:  # this process's contiguous share of the batch
+            k, (q, extra) = self.part[0], divmod(len(indices), self.part[1])
+            start = k * q + min(k, extra)
+            indices = indices[start:start + q + (k < extra)]
+        batch = self._gather(indices)
         self.iteration += 1
         return batch
 

@@ -76,7 +76,8 @@ from dezero.dataloaders import DataLoader
 from dezero.layers import Layer
 
 __all__ = ["DEFAULT_BUCKET_SIZE", "Communicator", "DistributedDataLoader",
-           "DistributedOptimizer", "init", "mpiexec_command", "scatter_dataset"]
+           "DistributedOptimizer", "GradientAveraging", "init", "mpiexec_command",
+           "scatter_dataset"]
 
 DEFAULT_BUCKET_SIZE = 25 * 2**20  # bytes per gradient bucket (PyTorch DDP's default)
 _ABORT_GRACE_S = 2.0  # after Ctrl-C, how long the main thread has to abort by itself
@@ -725,48 +726,20 @@ class DistributedDataLoader(DataLoader):
                 f"DistributedDataLoader: batch_size {batch_size} (the global batch) is smaller "
                 f"than the number of ranks, {self.comm.size}"
             )
-        self.generator = np.random.default_rng(seed)
-        self._resume = False
-        super().__init__(dataset, batch_size, shuffle=shuffle, gpu=gpu)
-        tail = self.data_size % self.batch_size
-        if tail and tail < self.comm.size:
-            self.max_iter -= 1
+        super().__init__(dataset, batch_size, shuffle=shuffle, gpu=gpu, rng=seed,
+                         part=(self.comm.rank, self.comm.size))
 
-    def reset(self):
-        """Start a new epoch: iteration 0 and (when shuffling) the next order."""
-        self.iteration = 0
-        self._resume = False
-        if self.shuffle:
-            self.index = self.generator.permutation(self.data_size)
-        else:
-            self.index = np.arange(self.data_size)
-
-    def __iter__(self):
-        if self._resume:  # load_state_dict: continue where the saved run was
-            self._resume = False
-        elif self.iteration:  # an epoch left half-way: start afresh
-            self.reset()
-        return self
-
-    def __next__(self):
-        if self.iteration >= self.max_iter:
-            self.reset()
-            raise StopIteration
-        i, B = self.iteration, self.batch_size
-        batch = self.index[i * B:(i + 1) * B]
-        size, rank = self.comm.size, self.comm.rank
-        k, extra = divmod(len(batch), size)
-        lo = rank * k + min(rank, extra)
-        part = batch[lo:lo + k + (rank < extra)]
-        self.iteration += 1
-        return self._gather(part)
+    @property
+    def generator(self) -> np.random.Generator:
+        """The loader's own Generator (seeded with ``seed``): the orders of the epochs."""
+        return self.rng
 
     def state_dict(self) -> dict:
-        """``{'index': the epoch's order, 'iteration': position, 'batch_size': the global
-        batch, 'rng': Generator state}``: the same on every rank, and valid for any number of
-        ranks."""
-        return {"index": np.array(self.index, dtype=np.int64), "iteration": int(self.iteration),
-                "batch_size": self.batch_size, "rng": self.generator.bit_generator.state}
+        """``{'index': the epoch's order, 'iteration': position, 'rng': Generator state}``:
+        the same on every rank, and valid for any number of ranks."""
+        state = super().state_dict()
+        del state["batch_size"]  # the global batch: the same on any number of ranks
+        return state
 
     def load_state_dict(self, state) -> None:
         """Restore ``state_dict()``; the next ``for`` loop continues from the saved batch.
@@ -779,34 +752,9 @@ class DistributedDataLoader(DataLoader):
             ValueError: missing keys, an order of another length than the data set, or a
                 position outside the epoch; nothing is changed then.
         """
-        missing = [k for k in ("index", "iteration", "rng") if k not in state]
-        if missing:
-            raise ValueError(f"DistributedDataLoader.load_state_dict: missing keys {missing}")
-        index = np.asarray(state["index"])
-        iteration = int(state["iteration"])
-        if index.shape != (self.data_size,) or index.dtype.kind not in "iu":
-            raise ValueError(
-                f"DistributedDataLoader.load_state_dict: the saved order has shape "
-                f"{index.shape}, expected ({self.data_size},) integers (another data set?)"
-            )
-        if not 0 <= iteration <= self.max_iter:
-            raise ValueError(
-                f"DistributedDataLoader.load_state_dict: position {iteration} is outside an "
-                f"epoch of {self.max_iter} batches"
-            )
-        saved_batch = state.get("batch_size")
-        if saved_batch is not None and int(saved_batch) != self.batch_size and iteration:
-            raise ValueError(
-                f"DistributedDataLoader.load_state_dict: the state was saved in the middle of "
-                f"an epoch (batch {iteration}) with batch_size {int(saved_batch)}, and this "
-                f"loader has batch_size {self.batch_size}: resume with the same batch size, or "
-                f"from a checkpoint taken at an epoch's end"
-            )
-        if state["rng"] is not None:  # None: saved by a DataLoader on the global generator
-            self.generator.bit_generator.state = state["rng"]
-        self.index = index.astype(np.int64)
-        self.iteration = iteration
-        self._resume = True
+        if hasattr(state, "keys") and "rng" in state and state["rng"] is None:
+            state = {**state, "rng": self.rng.bit_generator.state}
+        super().load_state_dict(state)
 
 
 def mpiexec_command(python: str | None = None) -> list[str] | None:

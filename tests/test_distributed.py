@@ -380,7 +380,7 @@ def test_distributed_data_loader_errors():
     pytest.importorskip("mpi4py")
     comm = distributed.init()
     loader = distributed.DistributedDataLoader([(i, i) for i in range(5)], 2, comm)
-    with pytest.raises(ValueError, match=r"the saved order has shape \(3,\), expected \(5,\)"):
+    with pytest.raises(ValueError, match=r"the saved order has shape \(3,\).*expected \(5,\)"):
         loader.load_state_dict({"index": np.arange(3), "iteration": 0, "rng": None})
     with pytest.raises(ValueError, match=r"position 9 is outside an epoch of 3 batches"):
         loader.load_state_dict({"index": np.arange(5), "iteration": 9, "rng": None})

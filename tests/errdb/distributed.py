@@ -91,6 +91,10 @@ EXEMPT = {
     "distributed.Communicator.check_consistent": "raises the same ValueError on every rank "
                                                   "when ranks differ: tests/test_distributed.py "
                                                   "and test_distributed_faults.py (mpiexec)",
-    "distributed.DistributedDataLoader.reset": "takes no argument",
     "distributed.DistributedDataLoader.state_dict": "takes no argument",
+    "distributed.DistributedDataLoader.generator": "a read-only property (the loader's own "
+                                                   "Generator)",
+    "distributed.GradientAveraging": "made by DistributedOptimizer (see its rows)",
+    "distributed.GradientAveraging.update_grads": "called by the optimizer's update() with its "
+                                                  "own parameters and gradients",
 }
