@@ -653,8 +653,8 @@ class Trainer:
     jit : bool
         Run the training step (forward, loss, backward, update) through ``dezero.jit``:
         recorded at the first batch of each shape, replayed after (the same results; see
-        the jit rules in the README). Not with ``comm`` (the gradient averaging is not a
-        replayable array operation).
+        the jit rules in the README). With ``comm`` too: the optimizer's update, gradient
+        averaging included, runs as it does eagerly.
 
     Attributes: ``epoch`` (epochs completed), ``iteration`` (updates made), ``history``
     (one dict per epoch: epoch, iteration, loss and the metrics, val_* values, lr, time in
@@ -712,9 +712,6 @@ class Trainer:
         # stable: equal orders keep the order given
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.scheduler, self.schedule_per = scheduler, schedule_per
-        if jit and comm is not None:
-            raise ValueError("Trainer: jit=True cannot be combined with comm (distributed "
-                             "gradient averaging runs on the host, outside a replayed step)")
         if comm is not None and not (isinstance(getattr(comm, "rank", None), int)
                                      and isinstance(getattr(comm, "size", None), int)
                                      and callable(getattr(comm, "allreduce", None))):

@@ -117,9 +117,6 @@ def main(argv=None):
         parser.error("--lr: adadelta has no learning rate")
     if args.gpu and not cuda.gpu_enable:
         parser.error("--gpu needs CuPy and a CUDA device, and none was found")
-    if args.jit and args.distributed:
-        parser.error("--jit and --distributed do not go together yet: a recorded step cannot "
-                     "hold the MPI allreduce of the gradients")
     if args.data_dir:
         os.environ["DEZERO_DATA_DIR"] = os.path.abspath(os.path.expanduser(args.data_dir))
     comm = None

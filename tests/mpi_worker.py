@@ -315,6 +315,30 @@ def loader_epochs(comm):
                       "rng": repr(state["rng"])}}
 
 
+def trainer_run(comm=None, jit=False):
+    """Two epochs of the Trainer (AdamW, WeightDecay + ClipGrad, a cosine schedule) on the
+    global batches of 12 samples (each rank its share), through dezero.jit or not."""
+    from dezero.dataloaders import DataLoader
+    from dezero.training import Trainer
+
+    seed(INIT_SEED + (comm.rank if comm is not None else 0))
+    model = Net()
+    opt = optimizers.AdamW(0.01)
+    if comm is not None:
+        opt = distributed.DistributedOptimizer(opt, comm)
+    opt.setup(model)
+    opt.add_hook(optimizers.WeightDecay(1e-3))
+    opt.add_hook(optimizers.ClipGrad(0.5))
+    x, t = data(4)
+    pairs = list(zip(x, t))
+    loader = (DataLoader(pairs, BATCH, rng=LOADER_SEED) if comm is None
+              else distributed.DistributedDataLoader(pairs, BATCH, comm, seed=LOADER_SEED))
+    trainer = Trainer(model, opt, F.softmax_cross_entropy, loader, comm=comm, verbose=False,
+                      progress=False, jit=jit, scheduler=optimizers.CosineAnnealingLR(opt, 8))
+    trainer.fit(2)
+    return model, trainer.jit_stats
+
+
 def suite(path, checkpoint):
     comm = distributed.init()
     results = {"size": comm.size, "repr": repr(comm), "scenarios": {}, "spread": {}}
@@ -332,6 +356,10 @@ def suite(path, checkpoint):
     results["batchnorm"] = batchnorm(comm)
     results["scatter"] = scatter(comm)
     results["loader"] = loader_epochs(comm)
+    eager, _ = trainer_run(comm)
+    jitted, stats = trainer_run(comm, jit=True)
+    results["trainer"] = {"eager": flat(eager), "jit": flat(jitted), "stats": stats,
+                          "spread": spread(comm, jitted)}
     if comm.is_root:
         with open(path, "w") as f:
             json.dump(results, f)

@@ -125,8 +125,6 @@ ENTRIES = [
                                       F.softmax_cross_entropy, DataLoader(PAIRS, 10),
                                       callbacks=[print]), TypeError,
                     "callbacks must be dezero.training.Callback objects"),
-          jit_and_comm=(lambda c: _trainer(c, jit=True, comm=_Comm()), ValueError,
-                        "jit=True cannot be combined with comm"),
           comm=(lambda c: _trainer(c, comm=object()), TypeError,
                 "comm must be a communicator (rank, size, allreduce)")),
     *rows("training.Trainer.fit", _trained,
