@@ -14,6 +14,7 @@ import numpy as np
 from dezero import array_utils, cuda
 from dezero.core import Function, as_variable
 from dezero.functions import _checks
+from dezero.functions._ops import ops, raw
 from dezero.functions.math import exp, tanh
 from dezero.functions.reduction import sum as _sum
 
@@ -125,19 +126,11 @@ class ReLU(Function):
         xp = cuda.get_array_module(x)
         return xp.maximum(x, x.dtype.type(0))
 
-    def backward(self, gy):
-        # the mask is a constant of the graph (relu'' = 0 away from the kink)
-        return gy * self._mask(self.inputs[0].data, gy.dtype)
-
     def backward_array(self, xs, ys, gys):
-        gx = self._mask(xs[0], gys[0].dtype)
-        gx *= gys[0]
-        return gx
-
-    @staticmethod
-    def _mask(x, dtype):
-        # cast: NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
-        return (x > 0).astype(dtype)
+        gy = gys[0]
+        # the mask is a constant of the graph (relu'' = 0 away from the kink); cast, because
+        # NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
+        return gy * (raw(xs[0]) > 0).astype(gy.dtype)
 
 
 def relu(x):
@@ -175,15 +168,10 @@ class LeakyReLU(Function):
         # a typed slope: NumPy 1.x turns a 0-d float32 times a Python float into float64
         return xp.where(x > 0, x, x * x.dtype.type(self.slope))
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        xp = cuda.get_array_module(x.data)
-        mask = xp.where(x.data > 0, 1.0, self.slope).astype(gy.dtype)
-        return gy * mask
-
     def backward_array(self, xs, ys, gys):
-        xp = cuda.get_array_module(xs[0])
-        return gys[0] * xp.where(xs[0] > 0, 1.0, self.slope).astype(gys[0].dtype)
+        x, gy = raw(xs[0]), gys[0]
+        # the slopes are a constant of the graph
+        return gy * ops(x).where(x > 0, 1.0, self.slope).astype(gy.dtype)
 
 
 def leaky_relu(x, slope: float = 0.2):
@@ -231,13 +219,10 @@ class Softplus(Function):
         y += xp.maximum(x, 0)
         return y
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        y = self.outputs[0]()
-        if y is None:
-            y = softplus(x)
+    def backward_array(self, xs, ys, gys):
+        x, y = xs[0], ys[0]
         # sigmoid(x) = exp(x - softplus(x)); the exponent is <= 0, so this never overflows
-        return gy * exp(x - y)
+        return gys[0] * ops(x).exp(x - y)
 
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
@@ -262,6 +247,7 @@ class GELU(Function):
         y *= 0.5
         return y
 
+    # both forms: the array form works in place on the tanh forward saved (memory, no 2nd tanh)
     def backward(self, gy):
         (x,) = self.inputs
         x2 = x * x
@@ -355,12 +341,10 @@ class Softmax(Function):
         y /= y.sum(axis=self.axis, keepdims=True)
         return y
 
-    def backward(self, gy):
-        y = self.outputs[0]()
-        if y is None:
-            y = softmax(self.inputs[0], self.axis)
-        gx = y * gy
-        return gx - y * _sum(gx, axis=self.axis, keepdims=True)
+    def backward_array(self, xs, ys, gys):
+        y = ys[0]
+        gx = y * gys[0]
+        return gx - y * gx.sum(axis=self.axis, keepdims=True)
 
 
 def softmax(x, axis=1):
@@ -431,11 +415,9 @@ class LogSoftmax(Function):
         _check_axis("log_softmax", x, self.axis)
         return x - array_utils.logsumexp(x, axis=self.axis)
 
-    def backward(self, gy):
-        y = self.outputs[0]()
-        if y is None:
-            y = log_softmax(self.inputs[0], self.axis)
-        return gy - exp(y) * _sum(gy, axis=self.axis, keepdims=True)
+    def backward_array(self, xs, ys, gys):
+        y, gy = ys[0], gys[0]
+        return gy - ops(y).exp(y) * gy.sum(axis=self.axis, keepdims=True)
 
 
 def log_softmax(x, axis=1):
