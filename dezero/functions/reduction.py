@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from dezero import array_utils, cuda
-from dezero.core import Function, as_variable
+from dezero.core import Function, as_variable, unbroadcast
 from dezero.functions import _checks
-from dezero.functions.array import broadcast_to, reshape
-from dezero.functions.math import exp, sqrt
+from dezero.functions._ops import ops, raw
+from dezero.functions.math import sqrt
 
 __all__ = ["average", "logsumexp", "max", "mean", "min", "std", "sum", "var"]
 
@@ -27,9 +27,10 @@ def _reduce(name, method, x, axis, keepdims):
 
 
 def _expand_like(gy, x_shape, axis, keepdims):
-    """Broadcast the gradient of a reduction over ``axis`` back to the input shape."""
-    gy = reshape(gy, array_utils.reshape_sum_backward(gy.shape, x_shape, axis, keepdims))
-    return broadcast_to(gy, x_shape)
+    """Broadcast the gradient of a reduction over ``axis`` back to the input shape (an array
+    or a Variable)."""
+    gy = gy.reshape(array_utils.reshape_sum_backward(gy.shape, x_shape, axis, keepdims))
+    return gy if gy.shape == x_shape else ops(gy).broadcast_to(gy, x_shape)
 
 
 def _count(x_shape, axis):
@@ -60,8 +61,8 @@ class Sum(_Reduction):
         self.x_shape = x.shape
         return _reduce("sum", x.sum, x, self.axis, self.keepdims)
 
-    def backward(self, gy):
-        return _expand_like(gy, self.x_shape, self.axis, self.keepdims)
+    def backward_array(self, xs, ys, gys):
+        return _expand_like(gys[0], self.x_shape, self.axis, self.keepdims)
 
 
 def sum(x, axis=None, keepdims=False):
@@ -102,9 +103,11 @@ class Mean(_Reduction):
         self.x_shape = x.shape
         return _reduce("mean", x.mean, x, self.axis, self.keepdims)
 
-    def backward(self, gy):
+    def backward_array(self, xs, ys, gys):
         n = _count(self.x_shape, self.axis)
-        return _expand_like(gy * (1.0 / n), self.x_shape, self.axis, self.keepdims)
+        gx = _expand_like(gys[0] * (1.0 / n), self.x_shape, self.axis, self.keepdims)
+        # unbroadcast casts back where NumPy 1.x promotes a 0-d float32 times a Python float
+        return unbroadcast(gx, xs[0])
 
 
 def average(x, axis=None, keepdims=False):
@@ -212,25 +215,11 @@ class Max(_Reduction):
     def forward(self, x):
         return _reduce(self._name, self._forward(x), x, self.axis, self.keepdims)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        y = self.outputs[0]()
-        x_data = x.data
-        if y is None:
-            y_data = self._forward(x_data)(axis=self.axis, keepdims=True)
-        else:
-            y_data = y.data.reshape(
-                array_utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
-            )
-        # which elements attain the extremum (a constant of the graph); ties share evenly
-        mask = (x_data == y_data).astype(gy.dtype)
-        mask /= mask.sum(axis=self.axis, keepdims=True)
-        return _expand_like(gy, x.shape, self.axis, self.keepdims) * mask
-
     def backward_array(self, xs, ys, gys):
-        (x,), gy = xs, gys[0]
-        shape = array_utils.reshape_sum_backward(ys[0].shape, x.shape, self.axis, self.keepdims)
-        mask = (x == ys[0].reshape(shape)).astype(gy.dtype)
+        (x,), y, gy = xs, ys[0], gys[0]
+        shape = array_utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
+        # which elements attain the extremum (a constant of the graph); ties share evenly
+        mask = (raw(x) == raw(y).reshape(shape)).astype(gy.dtype)
         mask /= mask.sum(axis=self.axis, keepdims=True)
         return gy.reshape(shape) * mask
 
@@ -313,14 +302,11 @@ class LogSumExp(_Reduction):
             return s
         return s.reshape(()) if self.axis is None else s.squeeze(self.axis)
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        y = self.outputs[0]()
-        if y is None:
-            y = logsumexp(x, self.axis, self.keepdims)
+    def backward_array(self, xs, ys, gys):
+        (x,), y, gy = xs, ys[0], gys[0]
+        shape = array_utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
         # d/dx logsumexp(x) = softmax(x) = exp(x - y); the exponent is <= 0 (no overflow)
-        y = _expand_like(y, x.shape, self.axis, self.keepdims)
-        return _expand_like(gy, x.shape, self.axis, self.keepdims) * exp(x - y)
+        return gy.reshape(shape) * ops(x).exp(x - y.reshape(shape))
 
 
 def logsumexp(x, axis=1, keepdims=False):
