@@ -3,12 +3,14 @@ sum_to, concat, stack, split, pad, where (any order of derivative)."""
 
 from __future__ import annotations
 
+import itertools
 import numbers
 
 import numpy as np
 
 from dezero import array_utils, cuda
-from dezero.core import Function, Variable, as_variable, constant_like
+from dezero.core import Function, Variable, as_variable, constant_like, unbroadcast
+from dezero.functions._ops import apply, ops, raw
 
 __all__ = [
     "broadcast_to",
@@ -67,8 +69,8 @@ class Reshape(Function):
                 f"into shape {self.shape}"
             ) from None
 
-    def backward(self, gy):
-        return reshape(gy, self.x_shape)
+    def backward_array(self, xs, ys, gys):
+        return gys[0].reshape(self.x_shape)
 
 
 def reshape(x, shape):
@@ -120,12 +122,12 @@ class Transpose(Function):
                 f"an input of shape {x.shape}"
             ) from None
 
-    def backward(self, gy):
-        if self.axes is None:
-            return transpose(gy)
-        n = len(self.axes)
-        inv = tuple(np.argsort([a % n for a in self.axes]).tolist())
-        return transpose(gy, inv)
+    def backward_array(self, xs, ys, gys):
+        gy, axes = gys[0], self.axes
+        if axes is None:
+            return gy.transpose()
+        n = len(axes)
+        return gy.transpose(tuple(sorted(range(n), key=lambda i: axes[i] % n)))  # the inverse
 
 
 def transpose(x, axes=None):
@@ -343,12 +345,12 @@ class GetItem(Function):
                 f"{x.shape}: {e}"
             ) from None
 
+    # Only a Variable form (an op): dezero.jit records it even where the slice was taken
+    # before a jitted step (a step called on x[:4]); an array form there, it refuses.
     def backward(self, gy):
-        x = self.inputs[0]
-        gx = GetItemGrad(self.slices, x.shape)(gy)
-        if len(self.inputs) == 1:
-            return gx
-        return (gx,) + (None,) * (len(self.inputs) - 1)
+        gx = GetItemGrad(self.slices, self.inputs[0].shape)(gy)
+        n = len(self.inputs)
+        return gx if n == 1 else (gx,) + (None,) * (n - 1)
 
 
 class GetItemGrad(Function):
@@ -370,8 +372,8 @@ class GetItemGrad(Function):
             gx[self.slices] = gy  # slices and boolean masks select each element once
         return gx
 
-    def backward(self, ggx):
-        return get_item(ggx, self.slices)
+    def backward_array(self, xs, ys, gys):
+        return gys[0][self.slices]
 
 
 def get_item(x, slices):
@@ -430,8 +432,8 @@ class BroadcastTo(Function):
                 f"{self.shape}"
             ) from None
 
-    def backward(self, gy):
-        return sum_to(gy, self.x_shape)
+    def backward_array(self, xs, ys, gys):
+        return unbroadcast(gys[0], xs[0])
 
 
 def broadcast_to(x, shape):
@@ -476,8 +478,9 @@ class SumTo(Function):
         self.x_shape = x.shape
         return array_utils.sum_to(x, self.shape)
 
-    def backward(self, gy):
-        return broadcast_to(gy, self.x_shape)
+    def backward_array(self, xs, ys, gys):
+        gy = gys[0]
+        return gy if gy.shape == self.x_shape else ops(gy).broadcast_to(gy, self.x_shape)
 
 
 def sum_to(x, shape):
@@ -512,11 +515,6 @@ def sum_to(x, shape):
 # =============================================================================
 # concat, stack, split
 # =============================================================================
-def _zeros_var(shape, like):
-    xp = cuda.get_array_module(like)
-    return Variable(xp.zeros(shape, dtype=like.dtype))
-
-
 class Concat(Function):
     def __init__(self, axis):
         self.axis = axis
@@ -538,9 +536,10 @@ class Concat(Function):
         self.sizes = [x.shape[axis] for x in xs]
         return xp.concatenate(xs, axis=axis)
 
-    def backward(self, gy):
-        indices = np.cumsum(self.sizes[:-1]).tolist()
-        return tuple(split(gy, indices, self.axis))
+    def backward_array(self, xs, ys, gys):
+        gy = gys[0]
+        indices = list(itertools.accumulate(self.sizes[:-1]))
+        return tuple(ops(gy).split(gy, indices, axis=self.axis))
 
 
 def concat(xs, axis=0):
@@ -593,10 +592,10 @@ class Stack(Function):
             raise ValueError(f"stack: all inputs must have the same shape, got {shapes}")
         return xp.stack(xs, axis=self.axis)
 
-    def backward(self, gy):
-        n = gy.shape[self.axis]
-        shape = gy.shape[:self.axis] + gy.shape[self.axis + 1:]
-        return tuple(reshape(g, shape) for g in split(gy, n, self.axis))
+    def backward_array(self, xs, ys, gys):
+        gy, axis = gys[0], self.axis
+        shape = gy.shape[:axis] + gy.shape[axis + 1:]
+        return tuple(g.reshape(shape) for g in ops(gy).split(gy, gy.shape[axis], axis=axis))
 
 
 def stack(xs, axis=0):
@@ -654,15 +653,15 @@ class Split(Function):
         self.shapes = [y.shape for y in ys]
         return ys
 
-    def backward(self, *gys):
+    def backward_array(self, xs, ys, gys):
         if all(g is None for g in gys):
             return None
-        like = next(g for g in gys if g is not None).data
+        like = raw(next(g for g in gys if g is not None))
+        xp = ops(like)
         # outputs nobody used have no gradient: they contribute zeros
-        parts = [
-            _zeros_var(shape, like) if g is None else g for g, shape in zip(gys, self.shapes)
-        ]
-        return Concat(self.axis)(*parts)
+        parts = [xp.zeros(shape, dtype=like.dtype) if g is None else g
+                 for g, shape in zip(gys, self.shapes)]
+        return apply(Concat(self.axis), *parts)
 
 
 def split(x, indices_or_sections, axis=0):
@@ -722,9 +721,8 @@ class Pad(Function):
     def _inner(self, x_shape):
         return tuple(slice(b, b + s) for s, (b, _) in zip(x_shape, self.pad_width))
 
-    def backward(self, gy):
-        (x,) = self.inputs
-        return get_item(gy, self._inner(x.shape))
+    def backward_array(self, xs, ys, gys):
+        return gys[0][self._inner(xs[0].shape)]
 
 
 def pad(x, pad_width, mode="constant", constant_values=0):
@@ -785,12 +783,14 @@ class Where(Function):
         xp = cuda.get_array_module(x0)
         return xp.where(self.condition, x0, x1)
 
-    def backward(self, gy):
-        x0, x1 = self.inputs
-        zero = gy * 0
-        gx0 = where(self.condition, gy, zero)
-        gx1 = where(self.condition, zero, gy)
-        return sum_to(gx0, x0.shape), sum_to(gx1, x1.shape)
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), gy, c = xs, gys[0], self.condition
+        pick = ops(gy).where
+        need0, need1 = (x.requires_grad for x in self.inputs)
+        # unbroadcast sums broadcast axes (and casts back where NumPy 1.x promotes a 0-d
+        # float32 with the Python 0)
+        return (unbroadcast(pick(c, gy, 0), x0) if need0 else None,
+                unbroadcast(pick(c, 0, gy), x1) if need1 else None)
 
 
 def where(condition, x0, x1):
