@@ -9,18 +9,21 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Function, Variable, constant, unbroadcast
-from dezero.functions.array import broadcast_to, reshape, transpose
-from dezero.functions.reduction import sum as _sum
+from dezero.functions._ops import apply, ops, raw
+from dezero.functions.array import reshape
 
 __all__ = ["einsum", "linear", "linear_simple", "matmul"]
 
 
 def _swap_last(x):
+    """``x`` (an array or a Variable) with its last two axes swapped."""
+    if x.ndim == 2:
+        return x.T
     if x.ndim < 2:
         return x
     axes = list(range(x.ndim))
     axes[-1], axes[-2] = axes[-2], axes[-1]
-    return transpose(x, axes)
+    return x.transpose(axes)
 
 
 def _shape_str(shape):
@@ -39,18 +42,12 @@ class MatMul(Function):
             )
         return x @ W
 
-    def backward(self, gy):
+    def backward_array(self, xs, ys, gys):
         # No gradient is computed for an operand that needs none (a plain ndarray such as a
         # data batch).
-        x, W = self.inputs
-        gx = unbroadcast(matmul(gy, _swap_last(W)), x) if x.requires_grad else None
-        gW = unbroadcast(matmul(_swap_last(x), gy), W) if W.requires_grad else None
-        return gx, gW
-
-    def backward_array(self, xs, ys, gys):
         (x, W), (gy,) = xs, gys
-        gx = unbroadcast(gy @ W.swapaxes(-1, -2), x) if self.inputs[0].requires_grad else None
-        gW = unbroadcast(x.swapaxes(-1, -2) @ gy, W) if self.inputs[1].requires_grad else None
+        gx = unbroadcast(gy @ _swap_last(W), x) if self.inputs[0].requires_grad else None
+        gW = unbroadcast(_swap_last(x) @ gy, W) if self.inputs[1].requires_grad else None
         return gx, gW
 
 
@@ -110,15 +107,6 @@ class Linear(Function):
         if b is not None:
             y += b  # in place: a float64 bias does not promote a float32 product
         return y
-
-    def backward(self, gy):
-        x, W = self.inputs[:2]
-        gx = unbroadcast(matmul(gy, W.T), x) if x.requires_grad else None
-        gW = unbroadcast(matmul(x.T, gy), W) if W.requires_grad else None
-        if len(self.inputs) == 2:
-            return gx, gW
-        b = self.inputs[2]
-        return gx, gW, (unbroadcast(gy, b) if b.requires_grad else None)
 
     def backward_array(self, xs, ys, gys):
         x, W = xs[:2]
@@ -358,33 +346,35 @@ class Einsum(Function):
         spec = ",".join(self.terms) + "->" + self.out
         return xp.einsum(spec, *xs, optimize=len(xs) > 2)
 
-    def backward(self, gy):
-        xs = self.inputs
+    def backward_array(self, xs, ys, gys):
+        gy = gys[0]
         gxs = []
         for i, (x, t) in enumerate(zip(xs, self.terms)):
+            if not self.inputs[i].requires_grad:
+                gxs.append(None)
+                continue
             others = [(xs[j], self.terms[j]) for j in range(len(xs)) if j != i]
             avail = set(self.out).union(*[set(tj) for _, tj in others])
             uniq = "".join(dict.fromkeys(t))
             target = "".join(c for c in uniq if c in avail)
-            g = Einsum([self.out, *[tj for _, tj in others]], target)(
-                gy, *[xj for xj, _ in others]
-            )
+            g = apply(Einsum([self.out, *[tj for _, tj in others]], target),
+                      gy, *[xj for xj, _ in others])
             # axes where x had length 1 but was broadcast against the other operands
             size = dict(zip(t, x.shape))
             red = tuple(k for k, c in enumerate(target) if size[c] == 1 and g.shape[k] != 1)
             if red:
-                g = _sum(g, red, keepdims=True)
+                g = g.sum(axis=red, keepdims=True)
             # letters only x carries (summed out in the forward): broadcast them back
             first = {c: t.index(c) for c in uniq}
             gsize = dict(zip(target, g.shape))
             shape = tuple(
                 gsize.get(c, 1) if first[c] == k else 1 for k, c in enumerate(t)
             )
-            g = reshape(g, shape)
-            if len(uniq) != len(t):
-                g = broadcast_to(g, x.shape) * _diagonal_mask(t, x.shape, x.data)
+            g = g.reshape(shape)
+            if len(uniq) != len(t):  # the diagonal's mask is a constant of the graph
+                g = ops(g).broadcast_to(g, x.shape) * _diagonal_mask(t, x.shape, raw(x))
             elif g.shape != x.shape:
-                g = broadcast_to(g, x.shape)
+                g = ops(g).broadcast_to(g, x.shape)
             gxs.append(g)
         return tuple(gxs)
 
