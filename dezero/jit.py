@@ -279,7 +279,11 @@ class _Recorder(FunctionHook):
             a = obj.data if isinstance(obj, Variable) else obj
             s = self.slot_of.get(id(a))
             if s is None or s in self.consts:
-                return ("const", obj)
+                raise CaptureError(
+                    f"the step returns an array (shape {a.shape}) that no dezero Function "
+                    f"made (NumPy work on the step's values, or a helper such as F.accuracy "
+                    f"that returns a plain value): a replay would return the first call's. "
+                    f"Compute it with dezero functions, or after the step")
             out_slots.append(s)
             return ("var", obj.name) if isinstance(obj, Variable) else ("arr",)
         if type(obj) in (tuple, list):

@@ -18,6 +18,7 @@ import dezero
 import dezero.functions as F
 import dezero.layers as L
 from dezero import Variable, cuda, optimizers
+from dezero.jit import CaptureError
 from dezero.models import GPT, MLP, Model
 
 N_CALLS = 5
@@ -427,3 +428,34 @@ def test_check_names_parameters_by_path_and_passes_with_two_layers_called_w():
     for _ in range(3):
         step(np.ones((2, 4), np.float32))
     assert step.stats()["checks"] == 2
+
+
+def test_label_range_is_checked_on_every_replay():
+    model = MLP((3,))
+    model(np.zeros((1, 4), np.float32))
+
+    @dezero.jit
+    def step(x, t):
+        return F.softmax_cross_entropy(model(x), t)
+
+    x = np.ones((2, 4), np.float32)
+    step(x, np.array([0, 1]))
+    step(x, np.array([2, 1]))
+    for bad in ([0, 3], [-1, 0]):
+        with pytest.raises(ValueError, match=r"softmax_cross_entropy: label -?\d is out of "
+                                             r"range for 3 classes"):
+            step(x, np.array(bad))
+
+
+def test_a_returned_value_made_outside_functions_is_refused():
+    model = MLP((3,))
+    model(np.zeros((1, 4), np.float32))
+
+    @dezero.jit
+    def step(x, t):
+        y = model(x)
+        return F.softmax_cross_entropy(y, t), F.accuracy(y, t)  # accuracy: a plain value
+
+    with pytest.raises(CaptureError, match=r"returns an array \(shape \(\)\) that no dezero "
+                                           r"Function made"):
+        step(np.ones((2, 4), np.float32), np.array([0, 1]))

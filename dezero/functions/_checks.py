@@ -41,10 +41,14 @@ def real(name, x) -> None:
         )
 
 
-def class_labels(name, t, scores_shape, xp):
+def class_labels(name, t, scores_shape, xp, check_range=None):
     """Check integer class labels against scores of shape (N, C, ...): dtype, batch size
     (``t.size`` must be ``N`` times the positions after the class axis) and range
-    ``[0, C)``. Returns ``t`` as an array of ``xp``."""
+    ``[0, C)``. Returns ``t`` as an array of ``xp``.
+
+    The range needs the labels' values: by default it is checked here on a GPU (one host
+    sync) and left to ``label_range`` in the Function's forward on the CPU, where a replayed
+    step (``dezero.jit``) runs it for every batch."""
     if not isinstance(t, cuda.array_types):
         t = xp.asarray(t)
     if t.dtype.kind not in "iu":
@@ -63,12 +67,21 @@ def class_labels(name, t, scores_shape, xp):
         )
     if N == 0:
         raise ValueError(f"{name}: empty batch (scores of shape {tuple(scores_shape)})")
-    if xp is not np and not bool(((t < 0) | (t >= C)).any()):
-        return t  # one device sync per batch, not two: the common case on a GPU
+    if check_range is None:
+        check_range = xp is not np
+    if check_range:
+        label_range(name, t, C)
+    return t
+
+
+def label_range(name, t, C) -> None:
+    """Raise for a label outside ``[0, C)`` (naming it)."""
+    xp = cuda.get_array_module(t)
+    if t.size == 0 or (xp is not np and not bool(((t < 0) | (t >= C)).any())):
+        return  # one device sync per batch, not two: the common case on a GPU
     lo, hi = int(t.min()), int(t.max())
     if lo < 0 or hi >= C:
         raise ValueError(
             f"{name}: label {lo if lo < 0 else hi} is out of range for {C} classes (labels "
             f"must be in [0, {C - 1}])"
         )
-    return t

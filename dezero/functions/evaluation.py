@@ -53,7 +53,7 @@ def accuracy(y, t) -> Variable:
     if y.ndim < 2:
         raise ValueError(f"accuracy: scores must have shape (N, C), got shape {y.shape}")
     # the same label checks as softmax_cross_entropy: dtype, batch size, range [0, C)
-    t = _checks.class_labels("accuracy", t, y.shape, xp)
+    t = _checks.class_labels("accuracy", t, y.shape, xp, check_range=True)
     pred = y.argmax(axis=1)
     dtype = y.dtype if y.dtype.kind == "f" else "float64"
     return Variable(xp.asarray((pred == t.reshape(pred.shape)).mean(), dtype=dtype))

@@ -159,7 +159,7 @@ def mean_squared_error_simple(x0, x1):
 # =============================================================================
 # softmax cross entropy
 # =============================================================================
-def _class_labels(name, x, t):
+def _class_labels(name, x, t, check_range=None):
     """Check integer class labels ``t`` against scores ``x`` (N, C); return them as (N,)."""
     _checks.real(name, x)
     if x.ndim != 2:
@@ -175,7 +175,7 @@ def _class_labels(name, x, t):
             f"{name}: labels must have shape (N,) or (N, 1), got shape {t.shape} for scores "
             f"of shape {x.shape}"
         )
-    return _checks.class_labels(name, t, x.shape, xp)
+    return _checks.class_labels(name, t, x.shape, xp, check_range)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -185,6 +185,8 @@ class SoftmaxCrossEntropy(Function):
 
     def forward(self, x, t):
         xp = cuda.get_array_module(x)
+        if xp is np:  # here, not only in the wrapper: a replayed step checks every batch
+            _checks.label_range("softmax_cross_entropy", t, x.shape[1])
         # backward reads the labels: a copy (N ints), so that a caller refilling its label
         # buffer before backward() cannot change the gradient
         self.t = t.reshape(-1).copy()
@@ -303,7 +305,7 @@ def softmax_cross_entropy_simple(x, t):
     variable(0.6931471805599453)
     """
     x = as_variable(x)
-    t = _class_labels("softmax_cross_entropy_simple", x.data, t)
+    t = _class_labels("softmax_cross_entropy_simple", x.data, t, check_range=True)
     xp = cuda.get_array_module(x.data)
     N = x.shape[0]
     p = clip(softmax_simple(x), 1e-15, 1.0)
