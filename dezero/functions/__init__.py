@@ -20,9 +20,10 @@ from dezero.functions import (
     rnn,
 )
 
-# ops: the namespace of a gradient written once (dezero.functions for a Variable, the array
-# module for an array); a helper for writing Functions, not an op, so not in __all__
-from dezero.functions._ops import ops
+# helpers for writing a gradient once, not ops (so not in __all__): ops, the namespace
+# (dezero.functions for a Variable, the array module for an array); nograd, a constant of
+# the graph computed from values (a mask), and its Function NoGrad; apply
+from dezero.functions._ops import NoGrad, apply, nograd, ops
 from dezero.functions.activation import *
 from dezero.functions.array import *
 from dezero.functions.attention import *

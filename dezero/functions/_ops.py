@@ -8,7 +8,7 @@ derivatives of any order). A formula qualifies when it uses only
 - operators (``+ - * / ** @``, unary ``-``, indexing ``[]``) and the methods both have:
   ``reshape``, ``transpose``, ``T``, ``sum``, ``max``, ``min``, ``astype(dtype)``;
 - ``unbroadcast`` (dezero.core) to reduce a broadcast gradient and cast it;
-- the three helpers below.
+- the three helpers below: ``ops(x)``, ``nograd(fn, *xs)``, ``apply(f, *xs)``.
 
 Two habits keep such a formula float32 in, float32 out: keyword arguments where NumPy's
 signature has more positions than dezero's (``sum(x, axis=a, keepdims=True)``; NumPy's
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from dezero import cuda
-from dezero.core import Variable
+from dezero.core import Function, Variable
 
-__all__ = ["apply", "ops", "raw"]
+__all__ = ["NoGrad", "apply", "nograd", "ops"]
 
 _ndarray = np.ndarray
 
@@ -51,13 +51,33 @@ def ops(x):
     return cuda.get_array_module(x)
 
 
-def raw(x):
-    """``x``'s array: ``x.data`` for a Variable, ``x`` itself otherwise.
+class NoGrad(Function):
+    """``fn(*arrays)`` as a value of the graph whose derivative is zero (see ``nograd``)."""
 
-    For what a formula treats as a constant of the graph (a mask, a sign, the winners of a
-    max), whose own derivative is zero: ``gy * (raw(x) > 0).astype(gy.dtype)``.
+    def __init__(self, fn):
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+    def backward_array(self, xs, ys, gys):
+        return (None,) * len(xs)
+
+
+def nograd(fn, *xs):
+    """``fn`` applied to the arrays of ``xs``, for what a formula treats as a constant of the
+    graph (a mask, a sign, the winners of a max), whose own derivative is zero::
+
+        gy * nograd(lambda a: (a > 0).astype(gy.dtype), x)
+
+    On arrays it is the call; when one of ``xs`` is a Variable it is an op (``NoGrad``), so
+    that whatever replays the graph (``dezero.jit``) computes the mask from that call's
+    values instead of keeping the first call's.
     """
-    return x.data if isinstance(x, Variable) else x
+    for x in xs:
+        if isinstance(x, Variable):
+            return NoGrad(fn)(*xs)
+    return fn(*xs)
 
 
 def apply(f, *xs):

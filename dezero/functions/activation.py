@@ -14,7 +14,7 @@ import numpy as np
 from dezero import array_utils, cuda
 from dezero.core import Function, as_variable
 from dezero.functions import _checks
-from dezero.functions._ops import ops, raw
+from dezero.functions._ops import nograd, ops
 from dezero.functions.math import exp, tanh
 from dezero.functions.reduction import sum as _sum
 
@@ -130,7 +130,7 @@ class ReLU(Function):
         gy = gys[0]
         # the mask is a constant of the graph (relu'' = 0 away from the kink); cast, because
         # NumPy's mixed float * bool loop is slower than a cast and a same-dtype multiply
-        return gy * (raw(xs[0]) > 0).astype(gy.dtype)
+        return gy * nograd(lambda x: (x > 0).astype(gy.dtype), xs[0])
 
 
 def relu(x):
@@ -169,9 +169,9 @@ class LeakyReLU(Function):
         return xp.where(x > 0, x, x * x.dtype.type(self.slope))
 
     def backward_array(self, xs, ys, gys):
-        x, gy = raw(xs[0]), gys[0]
+        gy, slope = gys[0], self.slope
         # the slopes are a constant of the graph
-        return gy * ops(x).where(x > 0, 1.0, self.slope).astype(gy.dtype)
+        return gy * nograd(lambda x: ops(x).where(x > 0, 1.0, slope).astype(gy.dtype), xs[0])
 
 
 def leaky_relu(x, slope: float = 0.2):

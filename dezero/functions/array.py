@@ -10,7 +10,7 @@ import numpy as np
 
 from dezero import array_utils, cuda
 from dezero.core import Function, Variable, as_variable, constant_like, unbroadcast
-from dezero.functions._ops import apply, ops, raw
+from dezero.functions._ops import apply, nograd, ops
 
 __all__ = [
     "broadcast_to",
@@ -656,11 +656,10 @@ class Split(Function):
     def backward_array(self, xs, ys, gys):
         if all(g is None for g in gys):
             return None
-        like = raw(next(g for g in gys if g is not None))
-        xp = ops(like)
+        like = next(g for g in gys if g is not None)
         # outputs nobody used have no gradient: they contribute zeros
-        parts = [xp.zeros(shape, dtype=like.dtype) if g is None else g
-                 for g, shape in zip(gys, self.shapes)]
+        parts = [nograd(lambda a, s=shape: cuda.get_array_module(a).zeros(s, a.dtype), like)
+                 if g is None else g for g, shape in zip(gys, self.shapes)]
         return apply(Concat(self.axis), *parts)
 
 
@@ -776,15 +775,20 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 # where
 # =============================================================================
 class Where(Function):
+    """``condition ? x0 : x1``; forward keeps a copy of the condition for backward (a caller
+    refilling its mask cannot change the gradient; see get_item)."""
+
     def __init__(self, condition):
         self.condition = condition
 
     def forward(self, x0, x1):
         xp = cuda.get_array_module(x0)
-        return xp.where(self.condition, x0, x1)
+        c = self.condition
+        self.kept = c.copy() if isinstance(c, cuda.array_types) else c
+        return xp.where(self.kept, x0, x1)
 
     def backward_array(self, xs, ys, gys):
-        (x0, x1), gy, c = xs, gys[0], self.condition
+        (x0, x1), gy, c = xs, gys[0], self.kept
         pick = ops(gy).where
         need0, need1 = (x.requires_grad for x in self.inputs)
         # unbroadcast sums broadcast axes (and casts back where NumPy 1.x promotes a 0-d
@@ -819,8 +823,6 @@ def where(condition, x0, x1):
     """
     if isinstance(condition, Variable):  # not getattr(.., "data"): CuPy arrays have .data too
         condition = condition.data
-    if isinstance(condition, cuda.array_types):  # kept for backward: a copy (see get_item)
-        condition = condition.copy()
     if not isinstance(x0, Variable) and not isinstance(x1, Variable):
         x0 = as_variable(x0)
     if isinstance(x0, Variable):

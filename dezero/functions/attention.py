@@ -8,8 +8,9 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Config, Function, Variable, unbroadcast
+from dezero.functions._ops import nograd
 from dezero.functions.activation import softmax
-from dezero.functions.array import transpose, where
+from dezero.functions.array import transpose
 from dezero.functions.linalg import matmul
 from dezero.functions.reduction import sum as _sum
 
@@ -57,6 +58,16 @@ class ScaledDotProductAttention(Function):
             allowed = tril if allowed is None else allowed & tril
         return allowed
 
+    def _mask_arrays(self, s):
+        """For scores ``s``: 1 where allowed (else 0); 0 where allowed, -inf where masked (0
+        on a row with nothing allowed: a finite softmax, no NaN); 1 per row with something
+        allowed (else 0, which zeroes that row's probabilities)."""
+        xp = cuda.get_array_module(s)
+        allowed = xp.broadcast_to(self._mask(xp, s.shape[-2], s.shape[-1]), s.shape)
+        some = allowed.any(axis=-1, keepdims=True)
+        fill = xp.where(allowed | ~some, 0.0, -np.inf).astype(s.dtype)
+        return allowed.astype(s.dtype), fill, some.astype(s.dtype)
+
     def forward(self, q, k, v):
         xp = cuda.get_array_module(q)
         Tq, Tk = q.shape[-2], k.shape[-2]
@@ -90,21 +101,14 @@ class ScaledDotProductAttention(Function):
             return (p * keep) @ v
         return p @ v
 
+    # both forms: the array form reuses forward's probabilities, in place (memory: one (T, T))
     def backward(self, gy):
         q, k, v = self.inputs
-        xp = cuda.get_array_module(q.data)
-        Tq, Tk = q.shape[-2], k.shape[-2]
         s = matmul(q, _swap(k)) * self.scale
-        allowed = self._mask(xp, Tq, Tk)
-        if allowed is not None:
-            allowed = xp.broadcast_to(allowed, s.shape)
-            # -inf where masked; a fully masked row gets 0 instead (a finite softmax, zeroed
-            # after), so that no NaN ever enters the graph
-            empty = ~allowed.any(axis=-1, keepdims=True)
-            fill = xp.where(empty, 0.0, -np.inf).astype(s.dtype)
-            p = softmax(where(allowed, s, fill), axis=-1)
-            if empty.any():
-                p = p * (~empty).astype(s.dtype)
+        if self.allowed is not None or self.causal:
+            # the mask as values of the graph (an op: a replayed step reads each call's)
+            one, fill, rows = nograd(self._mask_arrays, s)
+            p = softmax(s * one + fill, axis=-1) * rows
         else:
             p = softmax(s, axis=-1)
         pd = p if self.keep is None else p * self.keep

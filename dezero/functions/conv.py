@@ -28,6 +28,7 @@ from dezero.functions._conv_kernels import (
     _windows,
     _ws,
 )
+from dezero.functions._ops import apply
 from dezero.functions.array import reshape, transpose
 from dezero.functions.linalg import matmul
 from dezero.functions.reduction import max as _max
@@ -117,13 +118,18 @@ class Conv2d(Function):
             _ws.give(col)
         return y
 
+    # both forms: array-only kernels that share one (OC, N*OH*OW) gy among three products
     def backward(self, gy):
         x, W = self.inputs[:2]
         gx = None
         if self.need_gx:
             gx = unbroadcast(Deconv2d(self.stride, self.pad, x.shape[2:])(gy, W), x)
         col, owned = self._take_col()
-        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad, col, None, owned)(x, gy)
+        if owned:
+            _ws.give(col)
+        # an op of x that forms its own columns: a graph of values only (any order; a
+        # replayed step, dezero.jit, computes them from each call's x)
+        gW = Conv2dGradW(W.shape[2:], self.stride, self.pad)(x, gy)
         gxs = (gx, unbroadcast(gW, W))
         if len(self.inputs) == 3:
             gxs += (_bias_grad(gy, self.inputs[2]),)
@@ -460,8 +466,9 @@ class _Pool(Function):
         self.indexes = indexes
 
     def _then(self, cls, g):
-        """Apply the Function ``cls`` of the family, with this one's geometry, to ``g``."""
-        return cls(self.ksize, self.stride, self.pad, self.x_shape, self.indexes)(g)
+        """Apply the Function ``cls`` of the family, with this one's geometry, to ``g``: an
+        op on a Variable (any order of derivative), its kernel on an array."""
+        return apply(cls(self.ksize, self.stride, self.pad, self.x_shape, self.indexes), g)
 
 
 class Pooling(_Pool):
@@ -473,13 +480,9 @@ class Pooling(_Pool):
                                     Config.enable_backprop)
         return y
 
-    def backward(self, gy):
-        return self._then(PoolScatter, gy)
-
     def backward_array(self, xs, ys, gys):
         # the winners' offsets of this call's forward (a replayed step recomputes them)
-        return _max_pool_scatter(gys[0], self.indexes, self.x_shape, self.ksize, self.stride,
-                                 self.pad)
+        return self._then(PoolScatter, gys[0])
 
 
 class PoolScatter(_Pool):
@@ -489,8 +492,8 @@ class PoolScatter(_Pool):
         return _max_pool_scatter(gy, self.indexes, self.x_shape, self.ksize, self.stride,
                                  self.pad)
 
-    def backward(self, ggx):
-        return self._then(PoolGather, ggx)
+    def backward_array(self, xs, ys, gys):
+        return self._then(PoolGather, gys[0])
 
 
 class PoolGather(_Pool):
@@ -499,8 +502,8 @@ class PoolGather(_Pool):
     def forward(self, x):
         return _max_pool_gather(x, self.indexes, self.ksize, self.stride, self.pad)
 
-    def backward(self, gy):
-        return self._then(PoolScatter, gy)
+    def backward_array(self, xs, ys, gys):
+        return self._then(PoolScatter, gys[0])
 
 
 class AveragePooling(_Pool):
@@ -510,11 +513,8 @@ class AveragePooling(_Pool):
         self.x_shape = x.shape
         return _avg_pool(x, self.ksize, self.stride, self.pad)
 
-    def backward(self, gy):
-        return self._then(AvgPoolGrad, gy)
-
     def backward_array(self, xs, ys, gys):
-        return _avg_pool_grad(gys[0], self.x_shape, self.ksize, self.stride, self.pad)
+        return self._then(AvgPoolGrad, gys[0])
 
 
 class AvgPoolGrad(_Pool):
@@ -523,8 +523,8 @@ class AvgPoolGrad(_Pool):
     def forward(self, gy):
         return _avg_pool_grad(gy, self.x_shape, self.ksize, self.stride, self.pad)
 
-    def backward(self, ggx):
-        return self._then(AveragePooling, ggx)
+    def backward_array(self, xs, ys, gys):
+        return self._then(AveragePooling, gys[0])
 
 
 def pooling(x, kernel_size, stride=1, pad=0) -> Variable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dezero import cuda
 from dezero.core import Function, Variable, as_variable
+from dezero.functions._ops import apply
 
 __all__ = ["embed_id"]
 
@@ -58,12 +59,9 @@ class EmbedID(Function):
         self.ids = ids.copy()
         return W[ids]
 
-    # both forms: the array form scatters directly; the Variable form is an op (any order)
-    def backward(self, gy):
-        return EmbedIDGrad(self, self.inputs[0].shape)(gy), None
-
     def backward_array(self, xs, ys, gys):
-        return _scatter_add(self.ids, gys[0], xs[0].shape, gys[0].dtype), None
+        # the scatter is an op (any order of derivative); on arrays it runs directly
+        return apply(EmbedIDGrad(self, xs[0].shape), gys[0]), None
 
 
 class EmbedIDGrad(Function):
@@ -82,8 +80,8 @@ class EmbedIDGrad(Function):
     def forward(self, gy):
         return _scatter_add(self.lookup.ids, gy, self.W_shape, gy.dtype)
 
-    def backward(self, ggW):
-        return EmbedID()(ggW, self.lookup.ids)
+    def backward_array(self, xs, ys, gys):
+        return gys[0][self.lookup.ids]  # the lookup again (its ids were checked by forward)
 
 
 def embed_id(x, W):

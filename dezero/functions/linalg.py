@@ -9,7 +9,7 @@ import numpy as np
 
 from dezero import cuda
 from dezero.core import Function, Variable, constant, unbroadcast
-from dezero.functions._ops import apply, ops, raw
+from dezero.functions._ops import apply, nograd, ops
 from dezero.functions.array import reshape
 
 __all__ = ["einsum", "linear", "linear_simple", "matmul"]
@@ -372,7 +372,8 @@ class Einsum(Function):
             )
             g = g.reshape(shape)
             if len(uniq) != len(t):  # the diagonal's mask is a constant of the graph
-                g = ops(g).broadcast_to(g, x.shape) * _diagonal_mask(t, x.shape, raw(x))
+                g = ops(g).broadcast_to(g, x.shape) * nograd(
+                    lambda a, t=t: _diagonal_mask(t, a.shape, a), x)
             elif g.shape != x.shape:
                 g = ops(g).broadcast_to(g, x.shape)
             gxs.append(g)

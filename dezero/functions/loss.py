@@ -13,10 +13,12 @@ import warnings
 import numpy as np
 
 from dezero import array_utils, cuda
-from dezero.core import Function, Variable, as_variable, unbroadcast
+from dezero.core import Function, Variable, as_variable, constant, unbroadcast
 from dezero.functions import _checks
-from dezero.functions.activation import sigmoid, softmax, softmax_simple
-from dezero.functions.math import clip, log
+from dezero.functions._ops import apply
+from dezero.functions.activation import Sigmoid, softmax, softmax_simple
+from dezero.functions.array import reshape
+from dezero.functions.math import astype, clip, log
 from dezero.functions.reduction import sum as _sum
 
 __all__ = [
@@ -40,10 +42,9 @@ def _target_like(t, x):
     """
     if isinstance(t, Variable):
         return t
-    xp = cuda.get_array_module(x)
-    t = xp.asarray(t)
+    t = constant(cuda.get_array_module(x).asarray(t))
     if x.dtype.kind == "f" and t.dtype != x.dtype:
-        t = t.astype(x.dtype)
+        t = astype(t, x.dtype)  # an op: a replayed step (dezero.jit) casts each call's targets
     return t
 
 
@@ -62,10 +63,13 @@ class MeanSquaredError(Function):
         d = diff.ravel()
         return xp.asarray((d @ d) / self.N, dtype=diff.dtype)
 
-    def backward(self, gy):
-        x0, x1 = self.inputs
+    def backward_array(self, xs, ys, gys):
+        (x0, x1), gy = xs, gys[0]
         gx0 = (x0 - x1) * (gy * (2.0 / self.N))
-        return unbroadcast(gx0, x0), unbroadcast(-gx0, x1)
+        # no gradient is computed for a constant target; unbroadcast sums broadcast axes and
+        # casts back where NumPy 1.x promotes a 0-d float32 times a Python float
+        return (unbroadcast(gx0, x0),
+                unbroadcast(-gx0, x1) if self.inputs[1].requires_grad else None)
 
 
 def mean_squared_error(x0, x1):
@@ -228,8 +232,8 @@ class OneHotLabels(Function):
         one_hot[xp.arange(x.shape[0]), self.loss.t] = 1
         return one_hot
 
-    def backward(self, gy):
-        return None
+    def backward_array(self, xs, ys, gys):
+        return None  # labels: no gradient
 
 
 def softmax_cross_entropy(x, t):
@@ -305,7 +309,10 @@ def softmax_cross_entropy_simple(x, t):
     variable(0.6931471805599453)
     """
     x = as_variable(x)
+    given = _as_data(t)
     t = _class_labels("softmax_cross_entropy_simple", x.data, t, check_range=True)
+    if isinstance(given, cuda.array_types) and t is not given:  # (N, 1) labels: as an op
+        t = reshape(constant(given), t.shape)  # (a replayed step reads each call's labels)
     xp = cuda.get_array_module(x.data)
     N = x.shape[0]
     p = clip(softmax_simple(x), 1e-15, 1.0)
@@ -324,7 +331,7 @@ def _binary_targets(name, x, t):
     else:
         t = _target_like(_as_data(t), x.data)  # int labels take x's dtype
         if t.shape != x.shape and t.size == x.size:
-            t = t.reshape(x.shape)
+            t = t.reshape(x.shape)  # an op, as the cast
     if t.shape != x.shape:
         raise ValueError(
             f"{name}: targets of shape {t.shape} do not match inputs of shape {x.shape}"
@@ -340,14 +347,15 @@ class SigmoidCrossEntropy(Function):
         loss = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0) - x * t
         return xp.asarray(loss.sum() / self.N, dtype=x.dtype)
 
-    def backward(self, gy):
-        x, t = self.inputs
-        g = gy * (1.0 / self.N)
-        gx = (sigmoid(x) - t) * g
+    def backward_array(self, xs, ys, gys):
+        (x, t), need_x, need_t = xs, self.inputs[0].requires_grad, self.inputs[1].requires_grad
+        g = gys[0] * (1.0 / self.N)
+        # unbroadcast casts back where NumPy 1.x promotes a 0-d float32 times a Python float
+        gx = unbroadcast((apply(Sigmoid(), x) - t) * g, x) if need_x else None
         gt = None
-        if t.dtype.kind == "f":  # soft targets are differentiable: d/dt = -x / N
+        if need_t and t.dtype.kind == "f":  # soft targets are differentiable: d/dt = -x / N
             gt = unbroadcast(-x * g, t)
-        return unbroadcast(gx, x), gt
+        return gx, gt
 
 
 def sigmoid_cross_entropy(x, t):

@@ -16,7 +16,7 @@ from dezero.core import (
     unbroadcast,
 )
 from dezero.functions import _checks
-from dezero.functions._ops import ops, raw
+from dezero.functions._ops import nograd, ops
 from dezero.functions.array import where
 
 __all__ = [
@@ -206,8 +206,7 @@ class Abs(Function):
 
     def backward_array(self, xs, ys, gys):
         # sign(x) is a constant of the graph: |x| is piecewise linear (gradient 0 at x == 0)
-        x = raw(xs[0])
-        return gys[0] * ops(x).sign(x)
+        return gys[0] * nograd(lambda x: ops(x).sign(x), xs[0])
 
 
 class Maximum(Function):
@@ -216,8 +215,7 @@ class Maximum(Function):
 
     def backward_array(self, xs, ys, gys):
         (x0, x1), gy = xs, gys[0]
-        a, b = raw(x0), raw(x1)
-        w0 = _select_weights(a > b, a == b, gy.dtype)
+        w0 = nograd(lambda a, b: _select_weights(a > b, a == b, gy.dtype), x0, x1)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
@@ -227,8 +225,7 @@ class Minimum(Function):
 
     def backward_array(self, xs, ys, gys):
         (x0, x1), gy = xs, gys[0]
-        a, b = raw(x0), raw(x1)
-        w0 = _select_weights(a < b, a == b, gy.dtype)
+        w0 = nograd(lambda a, b: _select_weights(a < b, a == b, gy.dtype), x0, x1)
         return unbroadcast(gy * w0, x0), unbroadcast(gy * (1 - w0), x1)
 
 
@@ -249,15 +246,16 @@ class Clip(Function):
         return cuda.get_array_module(x).clip(x, self.x_min, self.x_max)
 
     def backward_array(self, xs, ys, gys):
-        x, gy = raw(xs[0]), gys[0]
-        # the mask is a constant of the graph
+        gy = gys[0]
+        return gy * nograd(lambda x: self._inside(x).astype(gy.dtype), xs[0])
+
+    def _inside(self, x):
+        """Where the gradient passes (a constant of the graph)."""
         if self.x_min is None:
-            mask = x <= self.x_max
-        elif self.x_max is None:
-            mask = x >= self.x_min
-        else:
-            mask = (x >= self.x_min) & (x <= self.x_max)
-        return gy * mask.astype(gy.dtype)
+            return x <= self.x_max
+        if self.x_max is None:
+            return x >= self.x_min
+        return (x >= self.x_min) & (x <= self.x_max)
 
 
 def abs(x):

@@ -31,9 +31,6 @@ class Dropout(Function):
         self.mask = mask
         return x * mask
 
-    def backward(self, gy):
-        return gy * self.mask
-
     def backward_array(self, xs, ys, gys):
         return gys[0] * self.mask
 

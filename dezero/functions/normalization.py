@@ -64,6 +64,7 @@ class BatchNorm(Function):
         self.m = m
         return y
 
+    # both forms: the array form reuses forward's x_hat and 1/std; the Variable one recomputes
     def backward(self, gy):
         x, gamma, _ = self.inputs
         nd = x.ndim
@@ -214,6 +215,7 @@ class LayerNorm(Function):
         y += beta
         return y
 
+    # both forms: the array form reuses forward's x_hat, 1/std, in place; the Variable recomputes
     def backward(self, gy):
         x, gamma, beta = self.inputs
         lead = tuple(range(x.ndim - 1))

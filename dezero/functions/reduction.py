@@ -7,7 +7,7 @@ import numpy as np
 from dezero import array_utils, cuda
 from dezero.core import Function, as_variable, unbroadcast
 from dezero.functions import _checks
-from dezero.functions._ops import ops, raw
+from dezero.functions._ops import nograd, ops
 from dezero.functions.math import sqrt
 
 __all__ = ["average", "logsumexp", "max", "mean", "min", "std", "sum", "var"]
@@ -219,9 +219,13 @@ class Max(_Reduction):
         (x,), y, gy = xs, ys[0], gys[0]
         shape = array_utils.reshape_sum_backward(y.shape, x.shape, self.axis, self.keepdims)
         # which elements attain the extremum (a constant of the graph); ties share evenly
-        mask = (raw(x) == raw(y).reshape(shape)).astype(gy.dtype)
+        return gy.reshape(shape) * nograd(lambda x, y: self._winners(x, y, shape, gy.dtype),
+                                          x, y)
+
+    def _winners(self, x, y, shape, dtype):
+        mask = (x == y.reshape(shape)).astype(dtype)
         mask /= mask.sum(axis=self.axis, keepdims=True)
-        return gy.reshape(shape) * mask
+        return mask
 
 
 class Min(Max):

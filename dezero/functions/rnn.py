@@ -161,6 +161,7 @@ class LSTMStep(Function):
         # input's dtype, as the engine requires
         return tuple(g.astype(x.dtype, copy=False) for g, x in zip(grads, xs))
 
+    # both forms: the array form reuses forward's activations, in place; the Variable recomputes
     def backward(self, gc, gh):
         """The gradient written with dezero functions (a graph for higher orders)."""
         c_prev, z = self.inputs[:2]

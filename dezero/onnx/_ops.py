@@ -15,6 +15,7 @@ import numpy as np
 
 from dezero import core, cuda
 from dezero.functions import (
+    NoGrad,
     activation,
     array,
     attention,
@@ -547,6 +548,7 @@ NOT_EXPORTED.update({
     conv.PoolScatter: _BACKWARD_ONLY,
     conv.PoolGather: _BACKWARD_ONLY,
     conv.AvgPoolGrad: _BACKWARD_ONLY,
+    NoGrad: _BACKWARD_ONLY + " (masks of higher-order gradients)",
     conv.Im2col: "the patch layout of the book's conv2d_simple has no ONNX op; use "
                  "F.conv2d / L.Conv2d, which export as Conv",
     conv.Col2im: "the adjoint of im2col (the book's deconvolution by hand) has no ONNX op; "
