@@ -7,8 +7,11 @@ per op (Python, graph recording, backward bookkeeping), in microseconds per op, 
 forward (graph recorded), forward+backward, and forward under no_grad. Then the 4th
 derivative of x^4 - 2x^2 (= 24) through create_graph, per call: dezero's
 ``backward(create_graph=True)`` four times vs ``torch.autograd.grad(..., create_graph=True)``.
-Each framework runs in its own process (benchmarks/common.py); ``--ab OTHER_TREE`` compares
-two checkouts of dezero (the per-op overhead of a change).
+Three more chains on a (10,) float64 leaf, forward+backward, per op: ``y * 1.0001 + 0.5``
+(500 steps: 1000 ops with Python-float constants), ``sin(y) * w + x`` (300 steps, ``w`` a
+leaf) and ``y * c + c`` with ``c`` a NumPy array (500 steps). Each framework runs in its own
+process (benchmarks/common.py); ``--ab OTHER_TREE`` compares two checkouts of dezero (the
+per-op overhead of a change).
 
     python benchmarks/bench_overhead.py [--quick] [--profile] [--threads N] [--ab OTHER_TREE]
 """
@@ -27,6 +30,46 @@ import dezero.functions as F
 
 N_OPS = 1000
 SIZE = 10
+# name -> (steps, ops per step): the float64 chains, forward+backward
+CHAINS = {"y * 1.0001 + 0.5": (500, 2), "sin(y) * w + x": (300, 3),
+          "y * c + c, c an ndarray": (500, 2)}
+
+
+def chain64(name, y, w, c, steps, sin):
+    """One of CHAINS on the leaf ``y`` (any framework: operators and its ``sin``)."""
+    x = y
+    for _ in range(steps):
+        if name == "y * 1.0001 + 0.5":
+            y = y * 1.0001 + 0.5
+        elif name == "sin(y) * w + x":
+            y = sin(y) * w + x
+        else:
+            y = y * c + c
+    return y
+
+
+def chain64_cases(leaf, seed, sin, const, quick):
+    """forward+backward closures for CHAINS; ``leaf(array)`` makes a leaf needing a
+    gradient, ``const(array)`` the framework's constant, ``seed`` runs the backward."""
+    rng = np.random.default_rng(1)
+    y0 = leaf(rng.uniform(0.1, 0.5, SIZE))
+    w = leaf(rng.uniform(0.5, 1.0, SIZE))
+    c = const(rng.uniform(0.5, 1.0, SIZE))
+    cases = {}
+    for name, (steps, _) in CHAINS.items():
+        n = _steps(steps, quick)
+
+        def fb(name=name, steps=n):
+            y0.grad = w.grad = None
+            out = chain64(name, y0, w, c, steps, sin)
+            seed(out)
+            return out
+        cases[name] = fb
+    return cases
+
+
+def _steps(steps, quick):
+    return max(1, steps // 10) if quick else steps
 
 
 def chain_inputs(size):
@@ -76,6 +119,10 @@ def make_dezero(n_ops, size):
 
     return {"forward": forward, "forward+backward": forward_backward,
             "forward, no_grad": forward_no_grad}, grads
+
+
+def _dezero_seed(out):
+    out.backward()
 
 
 def dezero_fourth_derivative(x0=2.0):
@@ -130,6 +177,12 @@ def make_torch(torch, n_ops, size):
             "forward, no_grad": forward_no_grad}, grads
 
 
+def _torch_chain64_cases(torch, quick):
+    seed = torch.ones(SIZE, dtype=torch.float64)
+    return chain64_cases(lambda a: torch.tensor(a, requires_grad=True),
+                         lambda out: out.backward(seed), torch.sin, torch.from_numpy, quick)
+
+
 def torch_fourth_derivative(torch, x0=2.0):
     x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
     g = x**4 - 2 * x**2
@@ -152,12 +205,14 @@ def workload(framework: str, quick: bool = False) -> Workload:
         if torch_fourth_derivative(torch) != 24.0:
             raise AssertionError("torch's 4th derivative of x^4 - 2x^2 is not 24")
         cases[HIGHER] = lambda: torch_fourth_derivative(torch)
+        cases.update(_torch_chain64_cases(torch, quick))
     else:
         cases, grads = make_dezero(n_ops, SIZE)
         value = dezero_fourth_derivative()
         if value != 24.0:
             raise AssertionError(f"dezero's 4th derivative of x^4 - 2x^2 is {value}, not 24")
         cases[HIGHER] = dezero_fourth_derivative
+        cases.update(chain64_cases(dezero.Variable, _dezero_seed, F.sin, np.asarray, quick))
     return Workload(cases, check=grads)
 
 
@@ -169,12 +224,18 @@ def run(quick: bool = False, profile: bool = False) -> list[Table]:
                       unit="us/op", scale=1e6 / n_ops, cases=CHAIN_CASES)
     higher = res.table("4th derivative of x^4 - 2x^2 at 2.0 through create_graph (= 24)",
                        unit="us/call", scale=1e6, cases=[HIGHER])
+    chains = []
+    for name, (steps, per_step) in CHAINS.items():
+        n = _steps(steps, quick) * per_step
+        chains.append(res.table(f"per-op overhead, forward+backward: {name} ({n} ops, "
+                                f"({SIZE},) float64)", unit="us/op", scale=1e6 / n,
+                                cases=[name]))
     if profile:
         profile_workload(workload, "forward+backward", calls=3 if quick else 20, quick=quick,
                          title=f"dezero forward+backward, {n_ops} ops")
         profile_workload(workload, HIGHER, calls=3 if quick else 200, quick=quick,
                          title="dezero 4th derivative through create_graph")
-    return [chain, higher]
+    return [chain, *chains, higher]
 
 
 if __name__ == "__main__":

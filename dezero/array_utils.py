@@ -53,6 +53,8 @@ def operand_like(c, x):
     """
     xp = cuda.get_array_module(x)
     if isinstance(c, cuda.array_types) and c.ndim == 0 and c.dtype.kind == x.dtype.kind:
+        if c.dtype == x.dtype:
+            return c  # itself (a replayed step, dezero.jit, finds it among the step's arrays)
         c = c.item()  # a 0-d array of the same kind follows x's dtype, like a scalar
     if isinstance(c, _SCALAR_TYPES):
         if x.dtype.kind == "b":  # bool data follows NumPy's promotion: True + 1 == 2

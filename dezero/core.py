@@ -306,7 +306,9 @@ class Variable:
     def __sub__(self, other):
         if isinstance(other, Variable):
             return Sub()(self, other)
-        return AddConstant(-other if type(other) in _PLAIN else -_op(other, self.data))(self)
+        if type(other) in _PLAIN:
+            return AddConstant(-other)(self)
+        return Sub()(self, _constant(_op(other, self.data)))  # the array as it is: an input
 
     def __rsub__(self, other):
         return ConstantMinus(other if type(other) in _PLAIN else _op(other, self.data))(self)
@@ -532,8 +534,9 @@ def current_pass() -> BackwardPass | None:
 
 def add_grads(old, new):
     """The engine's accumulation rule: ``old + new`` (arrays, or Variables under
-    ``create_graph``), ``new`` when there is nothing yet (``old`` is None)."""
-    return new if old is None else old + new
+    ``create_graph``), ``new`` when there is nothing yet (``old`` is None). A sum of 0-d
+    arrays stays an array (NumPy's own is a scalar)."""
+    return new if old is None else as_array(old + new)
 
 
 def accumulate_grad(var, g) -> None:

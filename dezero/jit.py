@@ -100,6 +100,9 @@ class _Recorder(FunctionHook):
         # id(var) -> (var, its spec): the leaves made outside the step
         self.targets = {id(v): (v, ("arg", i)) for i, v in enumerate(arg_vars)}
         self.functions: dict[int, Any] = {}
+        self.out_arrays: list = []  # the step's outputs, as out_spec finds them
+        self.before: dict[int, list] = {}  # id(Function) -> its attributes before forward
+        self.fwd_at: dict[int, int] = {}  # id(Function) -> the index of its forward op
         self.cur: dict[int, tuple] = {}  # id(var) -> (var, slot): the pass's gradient so far
         self.pending = None  # the backward op being recorded (backward_pre -> _post)
         self.in_backward = None  # the Function whose gradient the pass computes now
@@ -121,15 +124,20 @@ class _Recorder(FunctionHook):
         base = getattr(a, "base", None)
         while base is not None:
             if id(base) in self.slot_of:
-                self.fail("takes an array made with "
-                          "NumPy from an array of the dezero.jit step (a view: indexing or "
-                          "reshaping outside a Function); a replay would reuse the first "
-                          "call's array. Use dezero functions (x[i] on a Variable, "
-                          "F.reshape) for work on the step's arrays",
+                self.fail("takes an array made with NumPy from an array of the dezero.jit "
+                          "step (a view: indexing or reshaping outside a Function); a replay "
+                          "would reuse the first call's array. Use dezero functions (x[i] on "
+                          "a Variable, F.reshape) for work on the step's arrays",
                           "an op" if f is None else _name(f))
             base = getattr(base, "base", None)
         s = self.new(a)
         self.consts[s] = a
+        return s
+
+    def read(self, a, spec, what: str) -> int:
+        """A new slot for ``a``, read from the target at the start of a replay."""
+        s = self.new(a)
+        self.reads.append((s, spec, what))
         return s
 
     def target(self, var):
@@ -148,9 +156,7 @@ class _Recorder(FunctionHook):
             return s
         spec = self.target(x) if x.creator is None else None
         if spec is not None:  # a parameter: its data is read at replay
-            s = self.new(x.data)
-            self.reads.append((s, spec, "data"))
-            return s
+            return self.read(x.data, spec, "data")
         c = x.creator
         if c is not None and id(c) not in self.functions:
             self.fail(f"takes a Variable computed before the dezero.jit step (by "
@@ -159,33 +165,59 @@ class _Recorder(FunctionHook):
                       f"or pass it in as an input", _name(f))
         for var, spec in self.targets.values():  # an old .grad (an earlier call's) meets an op
             if var.grad is x:
-                s = self.new(x.data)
-                self.reads.append((s, spec, "grad"))
-                return s
-        return self.array_slot(x.data, f)
+                return self.read(x.data, spec, "grad")
+        s = self.slot(x.data)
+        return self.array_slot(x.data, f) if s is None else s
 
     # --- the events ----------------------------------------------------------------
+    def forward_pre(self, f, inputs) -> None:
+        self.before[id(f)] = _attrs(f)  # what forward found (forward may add its own)
+
     def forward_post(self, f, xs, outputs) -> None:
-        if current_pass() is not None:  # an op of a Variable-level backward
-            self.frozen_arrays(f, xs)
         self.functions[id(f)] = f
+        attrs = self.before.pop(id(f), None) or _attrs(f)
+        held = self.held(attrs)
+        if current_pass() is not None:  # an op of a Variable-level backward
+            self.frozen_arrays(f, attrs, xs)
         ins = [self.input_slot(x, f) for x in xs]
         outs = [self.new(y.data) for y in outputs]
-        self.ops.append(("fwd", f, ins, outs, _config(), user_location()))
+        self.fwd_at[id(f)] = len(self.ops)
+        self.ops.append(("fwd", f, ins, outs, _config(), held, user_location()))
         if getattr(f, "draws_random", False):
             self.random.append(_name(f))
 
-    def frozen_arrays(self, f, xs) -> None:
-        """An op that a backward formula makes holds arrays as attributes (a constant
-        operand, a mask): made from the step's values, they would be the first call's at
-        every replay. Formulas must pass such arrays as inputs (from Functions)."""
-        attrs = [getattr(f, n, None) for c in type(f).__mro__ for n in getattr(
-            c, "__slots__", ()) if n not in ("__dict__", "__weakref__", "inputs", "outputs")]
-        attrs += list(getattr(f, "__dict__", {}).values())
-        attrs += [x.data for x in xs if x.creator is None and x.data.size > 1
-                  and self.target(x) is None]
-        for a in attrs:
-            if isinstance(a, cuda.array_types) and id(a) not in self.slot_of:
+    def slot(self, v):
+        """The slot of one of the step's values (not a constant), or None. In a Variable-level
+        backward, a value that the differentiated Function's forward kept on itself (GetItem's
+        index copies) becomes a slot read from it at replay, after its forward ran again."""
+        s = self.slot_of.get(id(v))
+        if (s is not None and s not in self.consts) or current_pass() is None:
+            return None if s in self.consts else s
+        k = self.fwd_at.get(id(self.in_backward))
+        for name, a in _attrs(self.in_backward) if k is not None else ():
+            if a is v:  # (an array or a tuple: what the callers ask about)
+                self.ops.append(("attr", k, name, s := self.new(v)))
+                return s
+        return None
+
+    def held(self, attrs) -> list:
+        """(name, slot) of the attributes of a Function (``attrs``, as its forward found
+        them) that hold one of the step's values (``w * x`` for an array argument ``x``
+        keeps ``x`` as MulConstant's ``c``): a replay sets them to that call's values
+        before it runs the op."""
+        return [(name, s) for name, v in attrs if (isinstance(v, cuda.array_types) or type(
+            v) in (tuple, list)) and (s := self.slot(v)) is not None]
+
+    def frozen_arrays(self, f, attrs, xs) -> None:
+        """An op that a backward formula makes holds arrays (a constant operand, a mask) that
+        are not the step's values: made from them with NumPy, they would be the first call's
+        at every replay. Formulas must compute such arrays with Functions."""
+        arrays = [a for _, v in attrs if type(v) in (tuple, list) and id(v) not in
+                  self.slot_of for a in v]  # in a tuple not bound as a whole: even a slot
+        arrays += [a for a in [v for _, v in attrs] + [x.data for x in xs if x.creator is None
+                   and self.target(x) is None] if id(a) not in self.slot_of]
+        for a in arrays:  # 0-d: a scalar factor (NumPy 1 makes 0-d arrays of Python numbers)
+            if isinstance(a, cuda.array_types) and a.ndim:
                 self.fail(f"the backward of {_name(self.in_backward)} makes an array of shape "
                           f"{a.shape} outside Functions and hands it to {_name(f)} as a "
                           f"constant; a replay would reuse the first call's values. The "
@@ -202,20 +234,16 @@ class _Recorder(FunctionHook):
                       f"step: an input Variable still holds its graph; pass its data (or an "
                       f"unchained Variable) instead")
         xs = [self.array_slot(x.data, f) for x in f.inputs]
-        ys, gys = [], []
-        for ref in f.outputs:
-            y = ref()
-            ys.append(None if y is None else self.array_slot(y.data, f))
-            hit = None if y is None else self.cur.pop(id(y), None)
-            gys.append(None if hit is None else hit[1])
+        ys = [ref() for ref in f.outputs]
+        gys = [None if y is None or (h := self.cur.pop(id(y), None)) is None else h[1]
+               for y in ys]
+        ys = [None if y is None else self.array_slot(y.data, f) for y in ys]
         self.pending = (f, xs, ys, gys, _config())
 
     def backward_post(self, f, gxs) -> None:
         op, self.pending = self.pending, None
-        if op is None:
-            return
-        outs = [None if g is None else self.new(g) for g in gxs]
-        self.ops.append(("bwd", *op, outs))
+        if op is not None:
+            self.ops.append(("bwd", *op, [None if g is None else self.new(g) for g in gxs]))
 
     def accumulate(self, var, grad, added: bool) -> None:
         p = current_pass()
@@ -285,6 +313,7 @@ class _Recorder(FunctionHook):
                     f"that returns a plain value): a replay would return the first call's. "
                     f"Compute it with dezero functions, or after the step")
             out_slots.append(s)
+            self.out_arrays.append(a)
             return ("var", obj.name) if isinstance(obj, Variable) else ("arr",)
         if type(obj) in (tuple, list):
             return (type(obj), [self.out_spec(o, out_slots) for o in obj])
@@ -314,6 +343,13 @@ class _Tape:
 
     def build(self, outs):
         return _build(self.spec, iter(outs))
+
+
+def _attrs(f):
+    """(name, value) of each attribute of a Function but its inputs and outputs."""
+    names = [n for c in type(f).__mro__ for n in getattr(c, "__slots__", ())
+             if n not in ("__dict__", "__weakref__", "inputs", "outputs")]
+    return [(n, getattr(f, n, None)) for n in names] + list(getattr(f, "__dict__", {}).items())
 
 
 def _fix(y):
@@ -356,40 +392,37 @@ def _generate(rec: _Recorder, input_slots, out_slots, config):
     for k, op in enumerate(rec.ops):
         kind = op[0]
         if kind == "fwd":
-            _, f, ins, outs, cfg, _ = op
-            ns[f"f{k}"] = f.forward
-            call = f"f{k}({', '.join(ref(s) for s in ins)})"
+            _, f, ins, outs, cfg, held, _ = op
+            ns[f"f{k}"], ns[f"o{k}"] = f.forward, f
+            for name, s in held:  # see _Recorder.held
+                body.append(([s], [], f"o{k}.{name} = s{s}"))
             switch(cfg)
-            if len(outs) == 1:
-                o = f"s{outs[0]}"
-                body.append((ins, outs, f"{o} = {call}\n    if type({o}) not in _A: {o} = "
-                                        f"_fix({o})"))
-            else:
-                body.append((ins, outs, f"{', '.join(f's{o}' for o in outs)} = {call}"))
+            o = f"s{outs[0]}"  # one output: an array (_fix: a scalar a forward returned)
+            line = f"{', '.join(f's{o}' for o in outs)}, = f{k}({', '.join(map(ref, ins))},)"
+            body.append((ins, outs, line.replace(", =", " =") + f"\n    if type({o}) not in "
+                         f"_A: {o} = _fix({o})" if len(outs) == 1 else line))
         elif kind == "bwd":
             _, f, xs, ys, gys, cfg, outs = op
             ns[f"b{k}"] = f.backward_array
             call = (f"b{k}([{', '.join(ref(s) for s in xs)}], [{', '.join(ref(s) for s in ys)}"
                     f"], [{', '.join(ref(s) for s in gys)}])")
             switch(cfg)
-            names = ["_" if g is None else f"s{g}" for g in outs]
-            if len(outs) == 1:
-                line = f"{names[0]} = {call}\n    if type({names[0]}) in (tuple, list): " \
-                       f"{names[0]}, = {names[0]}"
-            else:
-                line = f"{', '.join(names)} = {call}"
+            names = ", ".join("_" if g is None else f"s{g}" for g in outs)
+            line = (f"{names} = {call}" if len(outs) > 1 else f"{names} = {call}\n    if "
+                    f"type({names}) in (tuple, list): {names}, = {names}")
             reads = [s for s in (*xs, *ys, *gys) if s is not None]
             body.append((reads, [g for g in outs if g is not None], line))
+        elif kind == "attr":  # a value a forward kept on its Function (_Recorder.slot)
+            _, at, name, s = op
+            body.append(([], [s], f"s{s} = o{at}.{name}"))
         elif kind == "acc":
             _, old, g, new = op
             body.append(([old, g], [new], f"s{new} = _add({ref(old)}, {ref(g)})"))
         elif kind in ("store", "setgrad"):
             _, spec, g = op
-            t = tgt(spec, k)
-            line = (f"_acc({t}, {ref(g)})" if kind == "store"
-                    else f"{t}.grad = _V({ref(g)})")
-            ns["_V"] = Variable
-            body.append(([g], [], line))
+            t, ns["_V"] = tgt(spec, k), Variable
+            body.append(([g], [], f"_acc({t}, {ref(g)})" if kind == "store"
+                         else f"{t}.grad = _V({ref(g)})"))
         elif kind == "read":  # kept below only where the slot is used
             _, spec, s = op
             body.append(([], [s], f"s{s} = {tgt(spec, k)}.grad.data"))
@@ -411,8 +444,7 @@ def _generate(rec: _Recorder, input_slots, out_slots, config):
         lines.append(f"    {', '.join(f's{s}' for s in input_slots)}, = _in")
     for j, (s, spec, what) in enumerate(rec.reads):
         if s in used:
-            lines.append(f"    s{s} = {tgt(spec, f'r{j}')}.{what}.data" if what == "grad"
-                         else f"    s{s} = {tgt(spec, f'r{j}')}.data")
+            lines.append(f"    s{s} = {tgt(spec, f'r{j}')}{'.grad' * (what == 'grad')}.data")
     for i, (reads, writes, line) in enumerate(body):
         if i in reads_at and writes[0] not in used:
             continue
@@ -462,13 +494,9 @@ def _flatten(obj, leaves, key, arg_vars) -> None:
         arg_vars.append(obj)
         key.append((type(obj), type(obj.data), obj.data.shape, obj.data.dtype,
                     obj.requires_grad, obj.grad is None))
-    elif t is tuple or t is list:
-        key.append((t, len(obj)))
-        for o in obj:
-            _flatten(o, leaves, key, arg_vars)
-    elif t is dict:
-        key.append((dict, tuple(obj)))
-        for o in obj.values():
+    elif t is tuple or t is list or t is dict:
+        key.append((t, tuple(obj) if t is dict else len(obj)))
+        for o in obj.values() if t is dict else obj:
             _flatten(o, leaves, key, arg_vars)
     else:
         try:
@@ -601,10 +629,11 @@ class _JitFunction:
         out_slots: list = []
         spec = rec.out_spec(result, out_slots)
         buffers = [(root, path, a) for _, root in roots for path, a in root.named_buffers()]
-        return result, _Tape(rec, input_slots, spec, out_slots, config, buffers)
+        return (result, _Tape(rec, input_slots, spec, out_slots, config, buffers),
+                rec.out_arrays)
 
     def _trace(self, key, leaves, arg_vars, args, kwargs, roots):
-        result, tape = self._record(leaves, arg_vars, args, kwargs, roots)
+        result, tape, _ = self._record(leaves, arg_vars, args, kwargs, roots)
         self._counts["traces"] += 1
         if self._counts["traces"] > 1:
             self._counts["retraces"] += 1
@@ -660,7 +689,7 @@ class _JitFunction:
         replayed = [cuda.as_numpy(o).copy() for o in tape.replay(leaves, arg_vars)]
         after = snap.state()
         snap.restore()
-        result, fresh = self._record(leaves, arg_vars, args, kwargs, roots)
+        result, fresh, eager = self._record(leaves, arg_vars, args, kwargs, roots)
         for i, (a, b) in enumerate(zip(tape.ops, fresh.ops)):
             if a[:2] != b[:2]:
                 raise JitCheckError(
@@ -671,22 +700,12 @@ class _JitFunction:
             raise JitCheckError(
                 f"dezero.jit check: the step ran {len(fresh.ops)} ops, the recording has "
                 f"{len(tape.ops)}; the step's operations depend on its data")
-        eager_outs: list = []
-        _collect(result, eager_outs)
-        for i, (a, b) in enumerate(zip(replayed, eager_outs)):
+        for i, (a, b) in enumerate(zip(replayed, eager)):
             _compare(a, b, f"output {i} of the step")
         now = snap.state()
         for name, a in after.items():
             _compare(a, now.get(name, np.full((), np.nan)), name)
         return result
-
-
-def _collect(obj, out) -> None:
-    if isinstance(obj, (Variable, *cuda.array_types)):
-        out.append(cuda.as_numpy(obj.data if isinstance(obj, Variable) else obj))
-    elif type(obj) in (tuple, list, dict):
-        for o in obj.values() if type(obj) is dict else obj:
-            _collect(o, out)
 
 
 def _compare(a, b, what: str) -> None:
@@ -727,17 +746,13 @@ class _Snapshot:
         self.rng = np.random.get_state()  # noqa: NPY002  (dezero draws from the global RNG)
 
     def state(self) -> dict:
-        out = {}
-        for name, p in self.params:
-            out[f"parameter {name!r}"] = cuda.as_numpy(p.data).copy()
-            if p.grad is not None:
-                out[f"the gradient of parameter {name!r}"] = cuda.as_numpy(p.grad.data).copy()
-        for name, a, _ in self.buffers:
-            out[name] = cuda.as_numpy(a).copy()
-        for j, (opt, _) in enumerate(self.opts):
-            for k, v in opt.state_dict().items():
-                out[f"optimizer {j} {k}"] = np.asarray(v).copy()
-        return out
+        out = {f"parameter {n!r}": p.data for n, p in self.params}
+        out.update({f"the gradient of parameter {n!r}": p.grad.data for n, p in self.params
+                    if p.grad is not None})
+        out.update({name: a for name, a, _ in self.buffers})
+        out.update({f"optimizer {j} {k}": v for j, (opt, _) in enumerate(self.opts)
+                    for k, v in opt.state_dict().items()})
+        return {k: np.array(cuda.as_numpy(v)) for k, v in out.items()}  # copies
 
     def restore(self) -> None:
         for p, data, grad in self.saved:

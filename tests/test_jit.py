@@ -600,3 +600,42 @@ def test_gpu_cnn_step_with_batchnorm_runs_as_one_cuda_graph():
     assert s["gpu_graph"] is True, s["gpu_graph_reason"]
     np.testing.assert_allclose(cuda.as_numpy(m1.bn.avg_mean), cuda.as_numpy(m2.bn.avg_mean),
                                rtol=1e-4, atol=1e-6)
+
+
+class _MaskedSquare(dezero.Function):
+    """A Variable-level backward that bakes an array of the data into an op (wrong for jit)."""
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        return gy * (2 * x.data)  # an ndarray made outside Functions
+
+
+def test_a_backward_formula_that_bakes_an_array_is_refused():
+    w = dezero.Parameter(np.ones(3))
+
+    @dezero.jit
+    def step(x):
+        w.cleargrad()
+        loss = F.sum(_MaskedSquare()(w * x))
+        loss.backward()
+        return loss
+
+    with pytest.raises(CaptureError, match=r"the backward of _MaskedSquare makes an array of "
+                       r"shape \(3,\) outside Functions and hands it to \w+ as a constant"):
+        step(np.arange(3.0))
+    # Python numbers in a formula are constants, on NumPy 1 (0-d arrays there) as on NumPy 2:
+    # sigmoid's Variable-level backward is gy * y * (1 - y)
+    @dezero.jit
+    def sigmoid_step(x):
+        w.cleargrad()
+        loss = F.sum(F.sigmoid(w * x))
+        loss.backward()
+        return loss
+
+    for x in (np.arange(3.0), np.array([0.5, -1.0, 2.0])):
+        assert np.isclose(sigmoid_step(x).data, np.sum(1 / (1 + np.exp(-x))))
+        s = 1 / (1 + np.exp(-x))
+        assert np.allclose(w.grad.data, x * s * (1 - s))

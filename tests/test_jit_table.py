@@ -269,8 +269,8 @@ CASES = [
     Case("gpt", _gpt, _gpt_step,
          lambda rng, i: (rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8)))),
     Case("accumulation-over-calls", _mlp(optimizers.SGD), _accumulating, _xt((8, 6), 4)),
-    Case("create-graph-in-the-step", _mlp(optimizers.SGD, lr=0.1, activation=F.tanh), _penalty,
-         _xt((8, 6), 4)),
+    Case("create-graph-in-the-step", _mlp(optimizers.SGD, lr=0.1), _penalty, _xt((8, 6), 4)),
+    Case("create-graph-through-a-cnn", _cnn, _penalty, _xt((4, 1, 8, 8), 3)),
     Case("same-array-for-two-arguments", _mlp(optimizers.SGD), _two_inputs, _aliased_batch),
     Case("nested-jit", _mlp(optimizers.Adam), _nested, _xt((8, 6), 4)),
 ]
