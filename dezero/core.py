@@ -13,11 +13,10 @@ from weakref import ref as _weakref
 
 import numpy as np
 
-from dezero import cuda
+from dezero import cuda, hints
 from dezero.array_utils import PLAIN_SCALARS as _PLAIN
 from dezero.array_utils import as_array, operand_like, scalar_to_array, sum_to
 from dezero.array_utils import operand_like as _op
-from dezero.hints import attribute_error
 from dezero.hooks import (
     FunctionHook,
     HookHandle,
@@ -161,11 +160,6 @@ class Variable:
 
     __slots__ = ("__weakref__", "creator", "data", "generation", "grad", "name", "requires_grad")
     __array_priority__ = 200
-
-    def __getattr__(self, name: str):
-        # only for names not found the usual way (never on the engine's path): a PyTorch
-        # name (x.numpy(), x.detach()) gets dezero's spelling in the message
-        raise attribute_error(self, name)
 
     def __init__(self, data=None, name: str | None = None):
         if data is not None and type(data) is not _ndarray and not isinstance(
@@ -339,6 +333,9 @@ class Variable:
 
     def __int__(self):
         return int(_value_read(self, "int()"))
+
+
+hints.install(Variable)  # "did you mean" for x.numpy(), x.detach()...
 
 
 class Parameter(Variable):

@@ -17,7 +17,7 @@ PyTorch's name)
 
 from __future__ import annotations
 
-__all__ = ["PYTORCH_NAMES", "attribute_error"]
+__all__ = ["PYTORCH_NAMES", "attribute_error", "install"]
 
 # class name (anywhere in the object's MRO) -> PyTorch name -> what dezero calls it
 PYTORCH_NAMES: dict[str, dict[str, str]] = {
@@ -78,3 +78,27 @@ def attribute_error(obj, name: str) -> AttributeError:
     error = AttributeError(message)
     error.name, error.obj = name, obj
     return error
+
+
+class _PyTorchName:
+    """A class attribute that is not there: reading it on an instance raises the
+    AttributeError of ``attribute_error`` (``hasattr`` is False). Used instead of a
+    ``__getattr__``, which would slow every attribute read of the class (CPython does not
+    specialise attribute loads on classes that define one)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self  # the class itself: tools that list attributes see this object
+        raise attribute_error(obj, self.name)
+
+
+def install(cls: type, kind: str | None = None) -> type:
+    """Give ``cls`` the "did you mean" of ``PYTORCH_NAMES[kind]`` (default: its name) for
+    every name it does not define; returns ``cls``."""
+    for name in PYTORCH_NAMES[kind or cls.__name__]:
+        if not hasattr(cls, name):
+            setattr(cls, name, _PyTorchName(name))
+    return cls

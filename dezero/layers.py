@@ -21,9 +21,8 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 import numpy as np
 
 import dezero.functions as F
-from dezero import cuda
+from dezero import cuda, hints
 from dezero.core import Config, Parameter, test_mode
-from dezero.hints import attribute_error
 from dezero.hooks import HookHandle
 from dezero.serialization import (
     CheckpointError,
@@ -160,10 +159,6 @@ class Layer:
         object.__setattr__(self, name, value)
         if name == "training":  # set by hand (not through train()): this layer only
             self._update_special()
-
-    def __getattr__(self, name: str):
-        # only for names not found the usual way: a PyTorch name gets dezero's spelling
-        raise attribute_error(self, name)
 
     def __delattr__(self, name: str) -> None:
         self._params.pop(name, None)
@@ -573,6 +568,9 @@ class Layer:
             self.load_state_dict(arrays, strict=strict)
         except CheckpointError as e:
             raise CheckpointError(f"{os.fspath(path)!r}: {e}") from None
+
+
+hints.install(Layer)  # "did you mean" for model.parameters(), zero_grad()...
 
 
 def _collect_layers(value, out: list) -> None:

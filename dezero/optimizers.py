@@ -17,9 +17,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dezero import cuda
+from dezero import cuda, hints
 from dezero.core import Parameter, Variable, no_grad
-from dezero.hints import attribute_error
 from dezero.hooks import installed
 from dezero.layers import Layer
 from dezero.serialization import CheckpointError, load_checkpoint, save_checkpoint
@@ -285,10 +284,6 @@ class Optimizer:
                 views[i][k] = buf[j]  # 0-d views: read by the kernels at launch
             self._graph_buf = (buf, views, names)
         return self._graph_buf
-
-    def __getattr__(self, name: str):
-        # only for names not found the usual way: a PyTorch name gets dezero's spelling
-        raise attribute_error(self, name)
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{h}={getattr(self, h, None)!r}" for h in self.hyperparams)
@@ -723,6 +718,9 @@ class FreezeParam:
 # =============================================================================
 # Learning-rate schedules
 # =============================================================================
+hints.install(Optimizer)  # "did you mean" for step(), zero_grad()...
+
+
 class LRScheduler:
     """Sets the optimizer's learning rate (``lr``; ``alpha`` for Adam) from a step count.
 
@@ -757,9 +755,6 @@ class LRScheduler:
     def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr, "last_step": self.last_step}
 
-    def __getattr__(self, name: str):
-        raise attribute_error(self, name)
-
     def __repr__(self) -> str:
         skip = ("optimizer", "attr", "base_lr", "last_step", "after")
         own = "".join(f", {k}={v!r}" for k, v in self.__dict__.items()
@@ -771,6 +766,9 @@ class LRScheduler:
         self.base_lr = float(state["base_lr"])
         self.last_step = int(state["last_step"])
         self._apply()
+
+
+hints.install(LRScheduler)  # "did you mean" for get_last_lr()
 
 
 class StepLR(LRScheduler):
