@@ -142,12 +142,25 @@ def logsumexp(x, axis=1):
     """
     xp = cuda.get_array_module(x)
     m = x.max(axis=axis, keepdims=True)
-    y = x - m
-    xp.exp(y, out=y)
-    s = y.sum(axis=axis, keepdims=True)
+    rows = max(1, _LSE_BLOCK // max(1, x.shape[-1])) if x.ndim == 2 else 0
+    if xp is np and axis in (1, -1) and rows and x.shape[0] > rows:
+        # large logits (a language model's (N, vocab)): row blocks, so that exp's temporary
+        # stays in the cache; each row's result is the same as over the whole array
+        s = np.empty_like(m)
+        for i in range(0, x.shape[0], rows):
+            y = x[i:i + rows] - m[i:i + rows]
+            np.exp(y, out=y)
+            np.sum(y, axis=1, keepdims=True, out=s[i:i + rows])
+    else:
+        y = x - m
+        xp.exp(y, out=y)
+        s = y.sum(axis=axis, keepdims=True)
     xp.log(s, out=s)
     m += s
     return m
+
+
+_LSE_BLOCK = 1 << 16  # elements of logsumexp's temporary per row block
 
 
 def pair(x):

@@ -227,3 +227,17 @@ def test_softmax_cross_entropy_bad_labels_are_caught_on_every_device(xp):
     loss = F.softmax_cross_entropy(x, xp.asarray([0, 3, 1]))
     assert cuda.get_array_module(loss.data) is xp
     np.testing.assert_allclose(float(loss.data), np.log(4.0), rtol=1e-6)
+
+
+def test_logsumexp_of_large_logits_in_row_blocks_equals_the_whole_array_formula():
+    """Large (N, V) logits (a language model's) take row blocks; each row's result has the
+    same bits as the formula over the whole array, the last short block included."""
+    from dezero.array_utils import _LSE_BLOCK, logsumexp
+
+    rng = np.random.default_rng(0)
+    V = 5000
+    x = rng.standard_normal((3 * (_LSE_BLOCK // V) + 2, V)).astype(np.float32)
+    m = x.max(axis=1, keepdims=True)
+    whole = np.log(np.exp(x - m).sum(axis=1, keepdims=True)) + m
+    assert np.array_equal(logsumexp(x), whole)
+    assert np.array_equal(logsumexp(x, axis=-1), whole)

@@ -418,3 +418,36 @@ def test_schedule_drives_training_lr():
         opt.update()
         sched.step()
     np.testing.assert_allclose(layer.W.data, -(1 + 0.5 + 0.25))
+
+
+@pytest.mark.parametrize("make", [
+    lambda groups: O.Adam(0.01).setup(groups),
+    lambda groups: O.AdamW(0.01, weight_decay=0.1).setup(
+        [{"params": groups[:2], "weight_decay": 0.0}, {"params": groups[2:]}]),
+])
+def test_the_multi_tensor_adam_step_equals_the_per_parameter_step_bit_for_bit(make):
+    """foreach=True (one pass over all parameters, block by block) and foreach=False (each
+    parameter on its own) give the same bits, over parameters smaller than a block, one
+    block, and several blocks with a remainder."""
+    from dezero.optimizers import _BLOCK
+
+    rng = np.random.default_rng(0)
+    sizes = [(3,), (5, 2), (2 * _BLOCK + 7,), (_BLOCK,)]
+    data = [rng.standard_normal(s).astype(np.float32) for s in sizes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in sizes] for _ in range(3)]
+    runs = []
+    for foreach in (True, False):
+        params = [Parameter(d.copy()) for d in data]
+        opt = make(params)
+        opt.foreach = foreach
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = Variable(g.copy())
+            opt.update()
+        runs.append(([p.data for p in params], opt.state_dict()))
+    (p1, s1), (p2, s2) = runs
+    for a, b in zip(p1, p2):
+        assert np.array_equal(a, b)
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert np.array_equal(s1[k], s2[k]), k
