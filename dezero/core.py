@@ -533,7 +533,8 @@ def add_grads(old, new):
     """The engine's accumulation rule: ``old + new`` (arrays, or Variables under
     ``create_graph``), ``new`` when there is nothing yet (``old`` is None). A sum of 0-d
     arrays stays an array (NumPy's own is a scalar)."""
-    return new if old is None else as_array(old + new)
+    s = new if old is None else old + new
+    return np.asarray(s) if isinstance(s, _generic) else s  # (isinstance: the cheap check)
 
 
 def accumulate_grad(var, g) -> None:
