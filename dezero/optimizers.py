@@ -166,7 +166,7 @@ class Optimizer:
 
     def update(self) -> None:
         """One step for every parameter that has a gradient (see the class notes)."""
-        observers = installed()  # FunctionHooks (the profiler, dezero.jit) see the update
+        observers = installed()  # FunctionHooks (the engine's observers) see the update
         for h in observers:
             h.update_pre(self)
         named = [(n, p) for n, p in self.named_params() if p.data is not None]
@@ -259,7 +259,7 @@ class Optimizer:
         """
         self.hooks.append(f if hasattr(f, "update_grads") else _BookHook(f))
 
-    # --- CUDA graphs (dezero.jit) ---------------------------------------------------
+    # --- CUDA graphs -----------------------------------------------------------------
     def graph_mode(self):
         """A context manager in which ``update()`` reads this step's scalars from a device
         buffer that this optimizer owns (filled by ``advance_graph_step()``) instead of

@@ -223,3 +223,15 @@ def test_no_module_reads_another_modules_private_names():
                     wrong.append(f"{path.name}:{node.lineno}: reads .{node.attr} of an object "
                                  f"of {'/'.join(sorted(others))}")
     assert wrong == [], "reads of other modules' private names:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_optimizers_and_func_know_no_tool():
+    """optimizers.py never mentions jit or recorders (comments included); func.py never
+    rewires the graph (no assignment to ``.creator``); jit never replaces a Function's
+    methods."""
+    import re
+
+    optimizers = (PACKAGE / "optimizers.py").read_text()
+    assert not re.search(r"jit|recorder", optimizers, re.IGNORECASE)
+    assert not re.search(r"\.creator\s*=[^=]", (PACKAGE / "func.py").read_text())
+    assert not re.search(r"\.(forward|backward_array) = ", (PACKAGE / "jit.py").read_text())
