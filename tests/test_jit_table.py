@@ -19,7 +19,8 @@ import dezero.functions as F
 import dezero.layers as L
 from dezero import Variable, cuda, optimizers
 from dezero.jit import CaptureError
-from dezero.models import GPT, MLP, Model
+from dezero.models import GPT, MLP
+from tests.test_jit import _CNN, _bptt_step, _Seq, _train_step  # jit's own tests' steps
 
 N_CALLS = 5
 
@@ -37,16 +38,7 @@ class Case:
 # steps
 # =============================================================================
 def _train(state, loss_fn=F.softmax_cross_entropy):
-    model, opt = state["model"], state["opt"]
-
-    def step(x, t):
-        loss = loss_fn(model(x), t)
-        model.cleargrads()
-        loss.backward()
-        opt.update()
-        return loss
-
-    return step
+    return _train_step(state["model"], state["opt"], loss_fn)
 
 
 def _mlp(opt_cls, activation=F.relu, **kw):
@@ -63,59 +55,21 @@ def _xt(shape, classes):
                            rng.integers(0, classes, shape[0]))
 
 
-class _CNN(Model):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = L.Conv2d(4, kernel_size=3, pad=1)
-        self.bn = L.BatchNorm()
-        self.conv2 = L.Conv2d(5, kernel_size=3, pad=1)
-        self.fc = L.Linear(3)
-
-    def forward(self, x):
-        x = F.pooling(F.relu(self.bn(self.conv1(x))), 2, 2)
-        x = F.average_pooling(F.relu(self.conv2(x)), 2, 2)
-        return self.fc(F.reshape(x, (x.shape[0], -1)))
-
-
 def _cnn():
     model = _CNN()
     model(np.zeros((2, 1, 8, 8), np.float32))
     return {"model": model, "opt": optimizers.MomentumSGD(0.05).setup(model)}
 
 
-class _Seq(Model):
-    def __init__(self):
-        super().__init__()
-        self.rnn = L.LSTM(6)
-        self.fc = L.Linear(1)
-
-    def forward(self, x):
-        return self.fc(self.rnn(x))
-
-
 def _lstm():
     model = _Seq()
     model(np.zeros((3, 2), np.float32))
-    model.rnn.reset_state()
+    model.reset_state()
     return {"model": model, "opt": optimizers.Adam(0.01).setup(model)}
 
 
 def _bptt(state):
-    model, opt = state["model"], state["opt"]
-
-    def step(xs, ts):
-        xs, ts = Variable(xs), Variable(ts)
-        model.rnn.reset_state()
-        loss = 0
-        for i in range(xs.shape[0]):
-            loss = loss + F.mean_squared_error(model(xs[i]), ts[i])
-        model.cleargrads()
-        loss.backward()
-        loss.unchain_backward()
-        opt.update()
-        return loss
-
-    return step
+    return _bptt_step(state["model"], state["opt"])
 
 
 def _hooked():
